@@ -1,0 +1,105 @@
+//! Resumable, chunked, session-based uploads of very large files.
+//!
+//! `resumable` lets a Rust service accept uploads that survive bad networks:
+//! a client *initiates* a session, sends *chunks* by index in any order and in
+//! parallel (each retryable on its own), asks for the *status* to learn what
+//! to resend, and *completes* (or *aborts*) the upload. Sessions a client
+//! abandons expire after a server-defined timeout, and every byte they held
+//! is deleted.
+//!
+//! # The shape
+//! - [`machine`]: the pure state machine. Every rule lives here, with no I/O,
+//!   no clock and no async: transitions take the session and `now`.
+//! - [`Engine`]: the async orchestration. It loads a session from a
+//!   [`SessionStore`], asks the machine, streams chunk bodies into a
+//!   [`BlobSink`] (counting and hashing on the way), and records the result
+//!   by compare-and-swap. Nothing is cached, so several processes can share
+//!   one store and one sink.
+//! - [`Policy`]: validation and authorization, consulted at initiate and on
+//!   every later operation.
+//! - [`Clock`]: injected time ([`SystemClock`], or [`ManualClock`] in tests).
+//! - `http` (feature `http`, default): the session REST dialect on the
+//!   `http` crate's types, for any web framework.
+//!
+//! # Driving the engine
+//! ```
+//! use bytes::Bytes;
+//! use resumable::{ChunkOptions, Engine, NewUpload, Owner};
+//! use resumable::sink::MemorySink;
+//! use resumable::store::MemoryStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), resumable::Error> {
+//! let engine = Engine::builder(MemoryStore::new(), MemorySink::new())
+//!     .chunk_size(4)
+//!     .build();
+//! let me = Owner::new("user-1");
+//! let data = b"hello, world";
+//!
+//! // 1. Initiate: the server picks the chunk size and the expiry.
+//! let info = engine
+//!     .initiate(&me, NewUpload {
+//!         file_name: "hello.txt".into(),
+//!         file_size: data.len() as u64,
+//!         content_type: Some("text/plain".into()),
+//!         sha256: None,
+//!     })
+//!     .await?;
+//! assert_eq!((info.chunk_size, info.total_chunks), (4, 3));
+//!
+//! // 2. Upload chunks, in any order; each body is a stream of bytes.
+//! for index in [2, 0, 1] {
+//!     let start = (index * info.chunk_size) as usize;
+//!     let end = (start + info.chunk_size as usize).min(data.len());
+//!     let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(&data[start..end]))]);
+//!     engine.upload_chunk(&me, info.id, index, body, ChunkOptions::default()).await?;
+//! }
+//!
+//! // 3. The status read says what arrived; complete assembles the file.
+//! assert_eq!(engine.status(&me, info.id).await?.received_chunks, [0, 1, 2]);
+//! let attachment = engine.complete(&me, info.id).await?;
+//! assert_eq!(attachment.blob.size, 12);
+//!
+//! // 4. The upload is temporary until the application claims it.
+//! engine.claim(&me, info.id).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Run [`Engine::sweep`] periodically (or [`Engine::spawn_sweeper`]) to expire
+//! abandoned sessions, reap unclaimed uploads and delete their bytes.
+//!
+//! # Backends
+//! | store / sink | where | survives restart | shared by processes |
+//! |---|---|---|---|
+//! | [`store::MemoryStore`], [`sink::MemorySink`] | memory | no | no |
+//! | [`store::FsStore`], [`sink::FsSink`] | a directory | yes (fsync, atomic rename) | on one machine |
+//!
+//! # Feature flags
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `http` | yes | [`http`]: the session REST dialect on the `http` crate's types |
+//! | `conformance` | no | `conformance`: the public test suites every store and sink must pass |
+
+pub mod clock;
+pub mod digest;
+pub mod engine;
+pub mod error;
+pub mod ledger;
+pub mod machine;
+mod meter;
+pub mod policy;
+pub mod session;
+pub mod sink;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use digest::Sha256Digest;
+pub use engine::{
+    Attachment, ChunkOptions, ChunkReceipt, Engine, EngineBuilder, EngineConfig, NewUpload,
+    SessionInfo, SessionStatus, SweepReport,
+};
+pub use error::{Error, ErrorKind, SinkError, StoreError};
+pub use policy::{DefaultPolicy, Policy};
+pub use session::{FileName, Owner, Session, SessionId, SessionState, StateKind};
+pub use sink::BlobSink;
+pub use store::SessionStore;

@@ -1,0 +1,453 @@
+//! Sessions: identity, owner, file metadata, chunk layout and the per-state data.
+//!
+//! A [`Session`] is plain data. Every change to it is made by the pure
+//! functions of [`machine`](crate::machine) and persisted by a
+//! [`SessionStore`](crate::store::SessionStore).
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::digest::Sha256Digest;
+use crate::error::Error;
+use crate::ledger::Ledger;
+use crate::sink::{FinishedBlob, UploadHandle};
+
+/// An upload session's id: 128 random bits, shown as 32 lowercase hex
+/// characters. Ids are unguessable, so knowing one is a capability; the
+/// policy still checks the owner on every operation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(Uuid);
+
+impl SessionId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        SessionId(Uuid::new_v4())
+    }
+
+    /// The id as a UUID.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl From<Uuid> for SessionId {
+    fn from(u: Uuid) -> Self {
+        SessionId(u)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.simple(), f)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({self})")
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = Error;
+
+    /// Parses exactly the form [`Display`](fmt::Display) produces: 32 hex
+    /// characters. Anything else is a session that does not exist.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let not_found = || Error::SessionNotFound {
+            id: s.chars().take(64).collect(),
+        };
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(not_found());
+        }
+        Uuid::try_parse(s).map(SessionId).map_err(|_| not_found())
+    }
+}
+
+/// Who a session belongs to, as established by the application (a user id, an
+/// API key's id). The engine compares owners; it never interprets them.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Owner(String);
+
+impl Owner {
+    /// An owner with this id.
+    pub fn new(id: impl Into<String>) -> Self {
+        Owner(id.into())
+    }
+
+    /// The owner of requests that carry no identity.
+    pub fn anonymous() -> Self {
+        Owner(String::new())
+    }
+
+    /// The owner's id (empty for [`anonymous`](Owner::anonymous)).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Owner({:?})", self.0)
+    }
+}
+
+/// A file name with any path removed, checked to be safe to store and show.
+///
+/// Parsing keeps the part after the last `/` or `\` (as the Drupal design
+/// did), trims surrounding white space and refuses names that are then
+/// empty, `.` or `..`, longer than [`FileName::MAX_LEN`] bytes, or that hold
+/// control characters (NUL included).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FileName(String);
+
+impl FileName {
+    /// The longest name accepted, in bytes of UTF-8.
+    pub const MAX_LEN: usize = 255;
+
+    /// Checks and cleans a client-supplied name.
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let bad = |reason| Err(Error::InvalidFileName { reason });
+        if raw.len() > 4 * Self::MAX_LEN {
+            return bad("the name is longer than 255 bytes");
+        }
+        if raw.chars().any(char::is_control) {
+            return bad("the name holds control characters");
+        }
+        let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw).trim();
+        if base.is_empty() || base == "." || base == ".." {
+            return bad("the name is empty once any path is removed");
+        }
+        if base.len() > Self::MAX_LEN {
+            return bad("the name is longer than 255 bytes");
+        }
+        Ok(FileName(base.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The lowercase extension after the last `.`, if there is one and the
+    /// name does not start with it.
+    pub fn extension(&self) -> Option<String> {
+        let (stem, ext) = self.0.rsplit_once('.')?;
+        (!stem.is_empty() && !ext.is_empty()).then(|| ext.to_ascii_lowercase())
+    }
+}
+
+impl TryFrom<String> for FileName {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self, Error> {
+        FileName::parse(&s)
+    }
+}
+
+impl From<FileName> for String {
+    fn from(f: FileName) -> String {
+        f.0
+    }
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileName({:?})", self.0)
+    }
+}
+
+/// What the client declared about the file at initiate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// The cleaned file name.
+    pub name: FileName,
+    /// The exact size in bytes.
+    pub size: u64,
+    /// The declared media type, if any.
+    pub content_type: Option<String>,
+    /// The expected SHA-256 of the whole file, verified at complete.
+    pub sha256: Option<Sha256Digest>,
+}
+
+/// The name of a session's state, without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum StateKind {
+    /// Accepting chunks.
+    Open,
+    /// Being assembled by a complete request.
+    Finalizing,
+    /// Assembled; temporary until claimed.
+    Completed,
+    /// Claimed by the application; permanent.
+    Claimed,
+    /// Aborted by the client.
+    Aborted,
+    /// Expired (abandoned, or completed and never claimed).
+    Expired,
+}
+
+impl StateKind {
+    /// The lowercase name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateKind::Open => "open",
+            StateKind::Finalizing => "finalizing",
+            StateKind::Completed => "completed",
+            StateKind::Claimed => "claimed",
+            StateKind::Aborted => "aborted",
+            StateKind::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for StateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an upload expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ExpiryReason {
+    /// The client stopped sending before completing.
+    Abandoned,
+    /// The upload completed but the application never claimed it.
+    Unclaimed,
+}
+
+/// A session's state, with the data that only that state has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Accepting chunks; the ledger says which bytes have arrived.
+    Open {
+        /// The bytes received so far.
+        ledger: Ledger,
+    },
+    /// A complete request is assembling the blob; no chunk is accepted. If the
+    /// finalizer dies, another complete may take over after `lease_until`.
+    Finalizing {
+        /// The bytes being assembled.
+        ledger: Ledger,
+        /// Until when the current finalizer holds the session.
+        lease_until: SystemTime,
+    },
+    /// The blob is assembled and *temporary*: it is reaped at `reap_at` unless
+    /// the application claims it first.
+    Completed {
+        /// When it completed.
+        at: SystemTime,
+        /// When an unclaimed blob is deleted.
+        reap_at: SystemTime,
+        /// The finished blob.
+        blob: FinishedBlob,
+    },
+    /// The application claimed the blob; it is permanent and never swept.
+    Claimed {
+        /// When it was claimed.
+        at: SystemTime,
+        /// The finished blob.
+        blob: FinishedBlob,
+    },
+    /// The client aborted. `purged` once the sink confirmed every byte deleted;
+    /// the record itself is forgotten at `forget_at`.
+    Aborted {
+        /// When it was aborted.
+        at: SystemTime,
+        /// Whether every byte is known to be deleted.
+        purged: bool,
+        /// When the record itself is deleted.
+        forget_at: SystemTime,
+    },
+    /// The session expired. As for `Aborted`.
+    Expired {
+        /// When it expired.
+        at: SystemTime,
+        /// Why.
+        reason: ExpiryReason,
+        /// Whether every byte is known to be deleted.
+        purged: bool,
+        /// When the record itself is deleted.
+        forget_at: SystemTime,
+    },
+}
+
+impl SessionState {
+    /// The state's name.
+    pub fn kind(&self) -> StateKind {
+        match self {
+            SessionState::Open { .. } => StateKind::Open,
+            SessionState::Finalizing { .. } => StateKind::Finalizing,
+            SessionState::Completed { .. } => StateKind::Completed,
+            SessionState::Claimed { .. } => StateKind::Claimed,
+            SessionState::Aborted { .. } => StateKind::Aborted,
+            SessionState::Expired { .. } => StateKind::Expired,
+        }
+    }
+
+    /// The ledger, while the upload is still being received or assembled.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        match self {
+            SessionState::Open { ledger } | SessionState::Finalizing { ledger, .. } => Some(ledger),
+            _ => None,
+        }
+    }
+
+    /// The finished blob, once completed or claimed.
+    pub fn blob(&self) -> Option<&FinishedBlob> {
+        match self {
+            SessionState::Completed { blob, .. } | SessionState::Claimed { blob, .. } => Some(blob),
+            _ => None,
+        }
+    }
+}
+
+/// One upload session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Its id.
+    pub id: SessionId,
+    /// Who may touch it.
+    pub owner: Owner,
+    /// What the client declared.
+    pub file: FileMeta,
+    /// The size of every chunk but the last, chosen by the server.
+    pub chunk_size: u64,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When it expires unless activity extends it. Meaningful while open.
+    pub expires_at: SystemTime,
+    /// The sink's handle of the bytes.
+    pub upload: UploadHandle,
+    /// Its state.
+    pub state: SessionState,
+}
+
+impl Session {
+    /// How many chunks the file has (0 for an empty file).
+    pub fn total_chunks(&self) -> u64 {
+        self.file.size.div_ceil(self.chunk_size)
+    }
+
+    /// The byte range of chunk `index`, if the index is in range.
+    pub fn chunk_range(&self, index: u64) -> Option<Range<u64>> {
+        (index < self.total_chunks()).then(|| {
+            let start = index * self.chunk_size;
+            start..(start + self.chunk_size).min(self.file.size)
+        })
+    }
+
+    /// The instant after which the sweep has work to do on this session, if
+    /// any: expiry of an open session, lease end of a stuck finalization,
+    /// reaping of an unclaimed blob, purging or forgetting a dead session.
+    pub fn due_at(&self) -> Option<SystemTime> {
+        match &self.state {
+            SessionState::Open { .. } => Some(self.expires_at),
+            SessionState::Finalizing { lease_until, .. } => {
+                Some((*lease_until).max(self.expires_at))
+            }
+            SessionState::Completed { reap_at, .. } => Some(*reap_at),
+            SessionState::Claimed { .. } => None,
+            SessionState::Aborted {
+                at,
+                purged,
+                forget_at,
+            }
+            | SessionState::Expired {
+                at,
+                purged,
+                forget_at,
+                ..
+            } => Some(if *purged { *forget_at } else { *at }),
+        }
+    }
+
+    /// Whether this session counts against its owner's quota of open sessions.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.state,
+            SessionState::Open { .. } | SessionState::Finalizing { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_lose_paths_and_refuse_hostile_forms() {
+        assert_eq!(
+            FileName::parse("../../etc/passwd").unwrap().as_str(),
+            "passwd"
+        );
+        assert_eq!(
+            FileName::parse("C:\\tmp\\cat.jpg").unwrap().as_str(),
+            "cat.jpg"
+        );
+        assert_eq!(
+            FileName::parse("  report.pdf ").unwrap().as_str(),
+            "report.pdf"
+        );
+        for bad in [
+            "",
+            "..",
+            "../",
+            "a/.",
+            "nul\0byte",
+            "bell\x07",
+            "tab\tname",
+            "del\x7f",
+        ] {
+            assert!(FileName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(FileName::parse(&"x".repeat(255)).is_ok());
+        assert!(FileName::parse(&"x".repeat(256)).is_err());
+        assert!(FileName::parse(&"x".repeat(4096)).is_err());
+    }
+
+    #[test]
+    fn extensions_are_lowercased_and_dotfiles_have_none() {
+        assert_eq!(
+            FileName::parse("A.JPG").unwrap().extension().as_deref(),
+            Some("jpg")
+        );
+        assert_eq!(FileName::parse(".bashrc").unwrap().extension(), None);
+        assert_eq!(FileName::parse("noext").unwrap().extension(), None);
+    }
+
+    #[test]
+    fn session_ids_parse_only_their_own_form() {
+        let id = SessionId::random();
+        assert_eq!(id.to_string().parse::<SessionId>().unwrap(), id);
+        assert!(
+            id.as_uuid()
+                .hyphenated()
+                .to_string()
+                .parse::<SessionId>()
+                .is_err()
+        );
+        assert!("../etc".parse::<SessionId>().is_err());
+        assert!("g".repeat(32).parse::<SessionId>().is_err());
+    }
+}

@@ -1,0 +1,194 @@
+//! Where the bytes go: the [`BlobSink`] trait and its implementations.
+//!
+//! A sink stores the parts of an upload under keys of its own, from any
+//! process, in any order, and assembles them into one blob when the upload is
+//! completed. It keeps no session state: which parts count is decided by the
+//! session's [`Ledger`](crate::ledger::Ledger), kept by the
+//! [`SessionStore`](crate::store::SessionStore).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Sha256Digest;
+use crate::error::SinkError;
+use crate::ledger::{PartReceipt, PartRef};
+use crate::session::SessionId;
+
+mod fs;
+mod memory;
+
+pub use fs::FsSink;
+pub use memory::MemorySink;
+
+/// A stream of body bytes, as the engine hands it to a sink and as a sink
+/// hands back a finished blob.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// The sink's handle of one upload, returned by [`BlobSink::begin`] and kept
+/// in the session record. Opaque to everything but the sink.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UploadHandle(String);
+
+impl UploadHandle {
+    /// Wraps a sink's handle.
+    pub fn new(s: impl Into<String>) -> Self {
+        UploadHandle(s.into())
+    }
+
+    /// The handle.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UploadHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A finished, assembled blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedBlob {
+    /// Its size in bytes.
+    pub size: u64,
+    /// The SHA-256 of its bytes.
+    pub sha256: Sha256Digest,
+}
+
+/// What sizes of parts and blobs a sink can take. The engine picks every
+/// session's chunk size within these bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkCapabilities {
+    /// The smallest part the sink takes, except for the last part of a blob.
+    pub min_part_size: u64,
+    /// The largest part the sink takes.
+    pub max_part_size: u64,
+    /// The most parts one blob may have.
+    pub max_parts: u64,
+    /// The largest blob.
+    pub max_blob_size: u64,
+}
+
+impl SinkCapabilities {
+    /// No limits worth speaking of: parts of any size from 1 byte.
+    pub const UNLIMITED: SinkCapabilities = SinkCapabilities {
+        min_part_size: 1,
+        max_part_size: u64::MAX,
+        max_parts: u64::MAX,
+        max_blob_size: u64::MAX,
+    };
+}
+
+/// Which part of an upload a [`BlobSink::put_part`] call writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSpec {
+    /// The part's position among the blob's parts (the chunk index).
+    pub index: u64,
+    /// Its first byte in the file.
+    pub offset: u64,
+    /// Its exact length. The body has exactly this many bytes or fails.
+    pub len: u64,
+}
+
+/// Storage for the bytes of uploads.
+///
+/// # Contract
+/// Implementations MUST:
+/// - accept `put_part` calls for one upload from any process, in any order
+///   and concurrently, and return `Ok` only once every byte of the part is
+///   durable (what "durable" means is the backend's: fsync for files, the
+///   backend's acknowledgement for object stores);
+/// - return an error, and reference nothing, when the body stream yields an
+///   error; the body stream is the only source of truth for the length;
+/// - never change the bytes behind a [`PartRef`] once returned;
+/// - refuse (`SinkError::NotFound`) a `put_part` for an upload that was
+///   purged or finalized, and never re-create it: a late part can neither
+///   alter a finished blob nor resurrect a purged upload;
+/// - make `finalize` assemble exactly the parts given, in order, compute the
+///   blob's SHA-256, and publish nothing if an expected digest does not match
+///   (the parts stay, so the upload can be repaired and completed again);
+/// - make `finalize` idempotent: called again after success it returns the
+///   same [`FinishedBlob`];
+/// - make `purge` idempotent, and leave nothing of the upload behind: no
+///   part, temporary file, multipart upload or blob.
+///
+/// Implementations MAY delete parts once `finalize` succeeded, and MAY keep
+/// unreferenced parts (a failed or superseded write) until `purge`.
+#[async_trait]
+pub trait BlobSink: Send + Sync + fmt::Debug {
+    /// The sizes this sink takes.
+    fn capabilities(&self) -> SinkCapabilities;
+
+    /// Prepares storage for a new upload of `size` bytes.
+    async fn begin(&self, id: &SessionId, size: u64) -> Result<UploadHandle, SinkError>;
+
+    /// Streams one part to storage and returns its reference once durable.
+    async fn put_part(
+        &self,
+        upload: &UploadHandle,
+        spec: PartSpec,
+        body: ByteStream,
+    ) -> Result<PartRef, SinkError>;
+
+    /// Deletes a part that will not be used (superseded or refused). Deleting
+    /// a part that is already gone succeeds.
+    async fn discard_part(&self, upload: &UploadHandle, part: &PartRef) -> Result<(), SinkError>;
+
+    /// Assembles `parts` (in file order, gap-free from byte 0) into the blob.
+    async fn finalize(
+        &self,
+        upload: &UploadHandle,
+        parts: &[PartReceipt],
+        expected: Option<Sha256Digest>,
+    ) -> Result<FinishedBlob, SinkError>;
+
+    /// Streams the finished blob back.
+    async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError>;
+
+    /// Deletes everything the upload holds: parts, temporary data and blob.
+    async fn purge(&self, upload: &UploadHandle) -> Result<(), SinkError>;
+}
+
+#[async_trait]
+impl<T: BlobSink + ?Sized> BlobSink for std::sync::Arc<T> {
+    fn capabilities(&self) -> SinkCapabilities {
+        (**self).capabilities()
+    }
+    async fn begin(&self, id: &SessionId, size: u64) -> Result<UploadHandle, SinkError> {
+        (**self).begin(id, size).await
+    }
+    async fn put_part(
+        &self,
+        upload: &UploadHandle,
+        spec: PartSpec,
+        body: ByteStream,
+    ) -> Result<PartRef, SinkError> {
+        (**self).put_part(upload, spec, body).await
+    }
+    async fn discard_part(&self, upload: &UploadHandle, part: &PartRef) -> Result<(), SinkError> {
+        (**self).discard_part(upload, part).await
+    }
+    async fn finalize(
+        &self,
+        upload: &UploadHandle,
+        parts: &[PartReceipt],
+        expected: Option<Sha256Digest>,
+    ) -> Result<FinishedBlob, SinkError> {
+        (**self).finalize(upload, parts, expected).await
+    }
+    async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError> {
+        (**self).read(upload).await
+    }
+    async fn purge(&self, upload: &UploadHandle) -> Result<(), SinkError> {
+        (**self).purge(upload).await
+    }
+}
+
+/// Compile-time check that the trait stays object safe.
+fn _object_safe(_: &dyn BlobSink) {}
