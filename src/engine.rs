@@ -79,7 +79,7 @@ pub struct SessionInfo {
 }
 
 /// Options of one chunk upload.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChunkOptions {
     /// The length the request declared (`Content-Length`); a declared length
     /// other than the chunk's is refused before any byte is read.
@@ -87,6 +87,19 @@ pub struct ChunkOptions {
     /// The chunk's SHA-256 as the client computed it; the chunk is discarded
     /// if the bytes received differ.
     pub sha256: Option<Sha256Digest>,
+    /// The byte range (and file size) the request declared
+    /// (`Content-Range`); refused before any byte is read unless it is the
+    /// chunk's exact range.
+    pub range: Option<DeclaredRange>,
+}
+
+/// A byte range a request declared for its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredRange {
+    /// The bytes, end exclusive.
+    pub bytes: std::ops::Range<u64>,
+    /// The whole file's size, if declared.
+    pub total: Option<u64>,
 }
 
 /// The receipt of a stored chunk.
@@ -363,6 +376,15 @@ impl Engine {
                 actual: crate::error::BodyLength::Exactly(declared),
             });
         }
+        if let Some(declared) = &options.range {
+            let total = loaded.session.file.size;
+            if declared.bytes != range || declared.total.is_some_and(|t| t != total) {
+                return Err(Error::invalid_request(format!(
+                    "the declared range {:?} of {:?} is not chunk {index}'s range {range:?} of {total}",
+                    declared.bytes, declared.total
+                )));
+            }
+        }
         let (metered, report) = Metered::new(body.map_err(Into::into).boxed(), len, options.sha256);
         let spec = PartSpec {
             index,
@@ -383,7 +405,7 @@ impl Engine {
                 return Err(self.gone_or_state(id, Operation::UploadChunk).await);
             }
             (Err(e), None | Some(MeterOutcome::Complete(_))) => return Err(e.into()),
-            (Err(_), Some(outcome)) => return Err(chunk_error(outcome, index, len, options)),
+            (Err(_), Some(outcome)) => return Err(chunk_error(outcome, index, len, &options)),
         };
         let receipt = PartReceipt {
             offset: range.start,
@@ -741,7 +763,7 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=cap_us))).await;
 }
 
-fn chunk_error(outcome: MeterOutcome, index: u64, len: u64, options: ChunkOptions) -> Error {
+fn chunk_error(outcome: MeterOutcome, index: u64, len: u64, options: &ChunkOptions) -> Error {
     match outcome {
         MeterOutcome::Failed(source) => Error::Body { source },
         MeterOutcome::DigestMismatch(actual) => Error::ChecksumMismatch {

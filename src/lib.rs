@@ -81,9 +81,13 @@
 //! | `conformance` | no | `conformance`: the public test suites every store and sink must pass |
 
 pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod digest;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod ledger;
 pub mod machine;
 mod meter;
@@ -95,8 +99,8 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::Sha256Digest;
 pub use engine::{
-    Attachment, ChunkOptions, ChunkReceipt, Engine, EngineBuilder, EngineConfig, NewUpload,
-    SessionInfo, SessionStatus, SweepReport,
+    Attachment, ChunkOptions, ChunkReceipt, DeclaredRange, Engine, EngineBuilder, EngineConfig,
+    NewUpload, SessionInfo, SessionStatus, SweepReport,
 };
 pub use error::{Error, ErrorKind, SinkError, StoreError};
 pub use policy::{DefaultPolicy, Policy};

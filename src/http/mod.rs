@@ -1,0 +1,24 @@
+//! Framework-agnostic HTTP dialects on the `http` crate's types.
+//!
+//! A dialect turns an [`http::request::Parts`] and a body stream into an
+//! engine call, and the result into a [`Reply`]. A web framework adapter is
+//! then a few lines: hand over the parts, the caller's [`Owner`](crate::Owner)
+//! and the body as a `Stream<Item = Result<Bytes, E>>`; send back the reply.
+//!
+//! - [`rest`]: the session REST API (initiate, upload chunk, complete,
+//!   abort, status).
+//!
+//! Errors are answered as `application/problem+json` (RFC 9457) by
+//! [`problem`].
+
+pub mod problem;
+pub mod rest;
+
+mod request;
+
+use bytes::Bytes;
+
+/// A reply: status, headers and a small body.
+pub type Reply = http::Response<Bytes>;
+
+pub use rest::RestApi;
