@@ -99,21 +99,12 @@ impl Dirs {
 
     fn write(&self, record: &Record) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        let id = record.session.id;
-        let temp = self
-            .sessions
-            .join(format!(".{id}.{}.tmp", uuid::Uuid::new_v4().simple()));
-        let written = (|| {
-            let mut f = File::create_new(&temp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&temp, self.record_path(&id))?;
-            sync_dir(&self.sessions)
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written.map_err(backend)
+        let mut temp = tempfile::NamedTempFile::new_in(&self.sessions).map_err(backend)?;
+        temp.write_all(&bytes).map_err(backend)?;
+        temp.as_file().sync_all().map_err(backend)?;
+        temp.persist(self.record_path(&record.session.id))
+            .map_err(|e| backend(e.error))?;
+        sync_dir(&self.sessions).map_err(backend)
     }
 
     /// Every record, skipping (and reporting nothing for) unreadable ones;
