@@ -230,43 +230,52 @@ fn assemble(
     if !dir.join("parts").exists() {
         return Err(SinkError::NotFound);
     }
-    let temp = dir.join("blob.tmp");
-    let assembled = copy_parts(&temp, sources);
-    let finished = match assembled {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = fs::remove_file(&temp);
-            return Err(e);
-        }
+    // A temporary file of this call's own: two finalizers of one upload (a
+    // lease taken over from a slow one) never write the same file.
+    let mut temp = tempfile::Builder::new()
+        .prefix("blob.")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(SinkError::from_io)?;
+    let finished = match copy_parts(temp.as_file_mut(), sources) {
+        Ok(finished) => finished,
+        // Another finalizer published the blob and removed the parts.
+        Err(_) if blob.exists() => return finished_meta(&blob, &meta),
+        Err(e) => return Err(e),
     };
     if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
-        let _ = fs::remove_file(&temp);
         return Err(SinkError::DigestMismatch {
             expected,
             actual: finished.sha256,
         });
     }
     let meta_json = serde_json::to_vec(&finished).map_err(|e| SinkError::Backend(Box::new(e)))?;
-    let publish = (|| {
-        let meta_temp = dir.join("blob.json.tmp");
-        let mut f = File::create(&meta_temp)?;
-        f.write_all(&meta_json)?;
-        f.sync_all()?;
-        fs::rename(&meta_temp, &meta)?;
-        fs::rename(&temp, &blob)?;
-        sync_dir(dir)
-    })();
-    publish.map_err(SinkError::from_io)?;
+    let mut meta_temp = tempfile::NamedTempFile::new_in(dir).map_err(SinkError::from_io)?;
+    meta_temp
+        .write_all(&meta_json)
+        .map_err(SinkError::from_io)?;
+    meta_temp.as_file().sync_all().map_err(SinkError::from_io)?;
+    meta_temp
+        .persist(&meta)
+        .map_err(|e| SinkError::from_io(e.error))?;
+    // Publish without replacing: if another finalizer published first, its
+    // blob (of the same parts) stands and this call reports it.
+    if let Err(e) = temp.persist_noclobber(&blob) {
+        return match e.error.kind() {
+            io::ErrorKind::AlreadyExists => finished_meta(&blob, &meta),
+            _ => Err(SinkError::from_io(e.error)),
+        };
+    }
+    sync_dir(dir).map_err(SinkError::from_io)?;
     if let Err(e) = remove_tree(&dir.join("parts")) {
         tracing::warn!(dir = %dir.display(), error = %e, "could not remove assembled parts");
     }
     Ok(finished)
 }
 
-/// Copies the parts into `temp`, checking each against its receipt, hashing
+/// Copies the parts into `out`, checking each against its receipt, hashing
 /// as it goes; fsyncs the result.
-fn copy_parts(temp: &Path, sources: &[(PathBuf, u64, u64)]) -> Result<FinishedBlob, SinkError> {
-    let mut out = File::create(temp).map_err(SinkError::from_io)?;
+fn copy_parts(out: &mut File, sources: &[(PathBuf, u64, u64)]) -> Result<FinishedBlob, SinkError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; COPY_BUFFER];
     let mut size = 0u64;

@@ -114,7 +114,9 @@ pub struct PartSpec {
 ///   blob's SHA-256, and publish nothing if an expected digest does not match
 ///   (the parts stay, so the upload can be repaired and completed again);
 /// - make `finalize` idempotent: called again after success it returns the
-///   same [`FinishedBlob`];
+///   same [`FinishedBlob`]; and make concurrent `finalize` calls with the same
+///   parts safe: each returns that same blob, and no reader ever sees a
+///   partial blob;
 /// - make `purge` idempotent, and leave nothing of the upload behind: no
 ///   part, temporary file, multipart upload or blob.
 ///

@@ -107,19 +107,22 @@ impl Dirs {
         sync_dir(&self.sessions).map_err(backend)
     }
 
-    /// Every record, skipping (and reporting nothing for) unreadable ones;
-    /// removes temporary files a crash left behind.
-    fn scan(&self, now: SystemTime) -> Result<Vec<Record>, StoreError> {
+    /// Every record, skipping (and logging) unreadable ones; removes
+    /// temporary files a crash left behind. Their age is judged by the file
+    /// system's own time, never by the engine's (possibly virtual) clock.
+    fn scan(&self, remove_stale: bool) -> Result<Vec<Record>, StoreError> {
+        let now = SystemTime::now();
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.sessions).map_err(backend)? {
             let entry = entry.map_err(backend)?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with('.') {
-                let stale = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|m| now.duration_since(m).is_ok_and(|age| age > STALE_TEMP_AGE));
+                let stale = remove_stale
+                    && entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|m| now.duration_since(m).is_ok_and(|age| age > STALE_TEMP_AGE));
                 if stale {
                     let _ = fs::remove_file(entry.path());
                 }
@@ -206,7 +209,7 @@ impl SessionStore for FsStore {
 
     async fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
         self.blocking(move |d| {
-            Ok(d.scan(now)?
+            Ok(d.scan(true)?
                 .into_iter()
                 .filter(|r| r.session.due_at().is_some_and(|t| t <= now))
                 .take(limit)
@@ -219,7 +222,7 @@ impl SessionStore for FsStore {
     async fn count_active(&self, owner: &Owner) -> Result<u64, StoreError> {
         let owner = owner.clone();
         self.blocking(move |d| {
-            Ok(d.scan(SystemTime::UNIX_EPOCH)?
+            Ok(d.scan(false)?
                 .iter()
                 .filter(|r| r.session.owner == owner && r.session.is_active())
                 .count() as u64)

@@ -1,0 +1,622 @@
+//! The conformance suite of [`BlobSink`] implementations.
+//!
+//! Every check begins uploads of its own, sized by the sink's
+//! [`capabilities`](BlobSink::capabilities) (every part but the last at
+//! least `min_part_size`, so a sink with the S3 minimum gets parts of
+//! 5 MiB), and panics with a message naming the broken rule. A check that
+//! passes purges the uploads it began.
+//!
+//! [`run_all`] runs every check.
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::oneshot;
+
+use super::join;
+use crate::digest::Sha256Digest;
+use crate::error::SinkError;
+use crate::ledger::PartReceipt;
+use crate::session::SessionId;
+use crate::sink::{BlobSink, ByteStream, FinishedBlob, PartSpec, UploadHandle};
+
+/// The part size the suite asks for, within the sink's bounds.
+const PREFERRED_PART: u64 = 3001;
+
+/// Runs every check of this suite on `sink`, one after another.
+///
+/// Run it on a multi-threaded tokio runtime so that the concurrent checks
+/// run in parallel. `sink` is an `Arc` because those checks share it with the
+/// tasks they spawn; the other checks take `&dyn BlobSink`.
+pub async fn run_all(sink: Arc<dyn BlobSink>) {
+    capabilities_are_sane(&*sink).await;
+    put_finalize_read_round_trip(&*sink).await;
+    parts_in_any_order_and_concurrently(sink.clone()).await;
+    retried_parts_keep_their_bytes(&*sink).await;
+    failing_body_is_an_error(&*sink).await;
+    digest_mismatch_publishes_nothing(&*sink).await;
+    finalize_is_idempotent(&*sink).await;
+    concurrent_finalize_agrees(sink.clone()).await;
+    late_part_after_finalize_is_refused(sink.clone()).await;
+    late_part_after_purge_is_refused(sink.clone()).await;
+    purge_is_idempotent(&*sink).await;
+    discard_of_a_gone_part_is_ok(&*sink).await;
+    empty_upload_finalizes(&*sink).await;
+}
+
+/// The capabilities describe a usable sink: `1 <= min_part_size <=
+/// max_part_size`, `max_parts >= 1`, and a blob of one maximal part fits.
+pub async fn capabilities_are_sane(sink: &dyn BlobSink) {
+    let caps = sink.capabilities();
+    assert!(
+        caps.min_part_size >= 1 && caps.min_part_size <= caps.max_part_size,
+        "capabilities must have 1 <= min_part_size <= max_part_size: {caps:?}"
+    );
+    assert!(
+        caps.max_parts >= 1,
+        "capabilities must allow a part: {caps:?}"
+    );
+    assert!(
+        caps.max_blob_size >= caps.min_part_size,
+        "capabilities must allow a blob of at least one part: {caps:?}"
+    );
+}
+
+/// `begin`, `put_part` of every part in order (each body a stream of several
+/// items, an empty one among them), `finalize`: the [`FinishedBlob`] has the
+/// data's size and SHA-256, `read` returns exactly the data (and again), and
+/// nothing is readable before `finalize` or after `purge`.
+pub async fn put_finalize_read_round_trip(sink: &dyn BlobSink) {
+    let up = Upload::begin(sink, 4, 1).await;
+    expect_not_found(sink.read(&up.handle).await, "read before finalize");
+    let receipts = up.put_all(sink).await;
+    let blob = finalize_ok(sink, &up.handle, &receipts, None).await;
+    assert_eq!(
+        blob,
+        up.finished(),
+        "finalize must report the data's size and SHA-256"
+    );
+    for _ in 0..2 {
+        assert_read(sink, &up.handle, &up.data, "read after finalize").await;
+    }
+    purge_ok(sink, &up.handle).await;
+    expect_not_found(sink.read(&up.handle).await, "read after purge");
+}
+
+/// Parts of two uploads are put at once from concurrent tasks, in shuffled
+/// order (the last part first); each upload finalizes to its own data.
+pub async fn parts_in_any_order_and_concurrently(sink: Arc<dyn BlobSink>) {
+    let uploads = [
+        Upload::begin(&*sink, 6, 2).await,
+        Upload::begin(&*sink, 5, 3).await,
+    ];
+    let mut jobs: Vec<(usize, u64)> = (0..uploads.len())
+        .flat_map(|u| (0..uploads[u].ranges().len() as u64).map(move |i| (u, i)))
+        .collect();
+    fastrand::Rng::with_seed(7).shuffle(&mut jobs);
+    jobs.sort_by_key(|&(u, i)| i + 1 != uploads[u].ranges().len() as u64);
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .map(|(u, index)| {
+            let sink = sink.clone();
+            let handle = uploads[u].handle.clone();
+            let range = uploads[u].ranges()[index as usize].clone();
+            let bytes = uploads[u].data[usize_range(&range)].to_vec();
+            tokio::spawn(
+                async move { (u, put_ok(&*sink, &handle, index, range.start, &bytes).await) },
+            )
+        })
+        .collect();
+    let mut receipts = vec![Vec::new(), Vec::new()];
+    for task in tasks {
+        let (u, receipt) = join(task).await;
+        receipts[u].push(receipt);
+    }
+    for (up, mut parts) in uploads.iter().zip(receipts) {
+        parts.sort_by_key(|p| p.offset);
+        let blob = finalize_ok(&*sink, &up.handle, &parts, None).await;
+        assert_eq!(
+            blob,
+            up.finished(),
+            "parts put in any order and concurrently must assemble to the data"
+        );
+        assert_read(
+            &*sink,
+            &up.handle,
+            &up.data,
+            "read of a concurrently put upload",
+        )
+        .await;
+        purge_ok(&*sink, &up.handle).await;
+    }
+}
+
+/// A part put again (a retried chunk) gets its own reference and never
+/// changes the bytes behind the first one: discarding the second attempt and
+/// finalizing with the first yields the first attempt's bytes.
+pub async fn retried_parts_keep_their_bytes(sink: &dyn BlobSink) {
+    let up = Upload::begin(sink, 3, 4).await;
+    let receipts = up.put_all(sink).await;
+    let first = &receipts[0];
+    let other = pattern(first.len as usize, 40);
+    let retry = put_ok(sink, &up.handle, 0, 0, &other).await;
+    assert_ne!(
+        retry.part, first.part,
+        "a part put again must get a new reference"
+    );
+    ok(
+        sink.discard_part(&up.handle, &retry.part).await,
+        "discard_part",
+    );
+    let blob = finalize_ok(sink, &up.handle, &receipts, None).await;
+    assert_eq!(
+        blob,
+        up.finished(),
+        "putting a part again must not change the bytes behind the first reference"
+    );
+    assert_read(sink, &up.handle, &up.data, "read after a retried part").await;
+    purge_ok(sink, &up.handle).await;
+}
+
+/// A body stream that fails (after some bytes, or at once) makes `put_part`
+/// fail; the part can then be put again and the upload completes as if the
+/// failure never happened.
+pub async fn failing_body_is_an_error(sink: &dyn BlobSink) {
+    let up = Upload::begin(sink, 3, 5).await;
+    let ranges = up.ranges();
+    for (index, sent) in [(1usize, 7usize), (0, 0)] {
+        let range = &ranges[index];
+        let spec = PartSpec {
+            index: index as u64,
+            offset: range.start,
+            len: range.end - range.start,
+        };
+        let head = Bytes::copy_from_slice(&up.data[usize_range(range)][..sent]);
+        let body = futures::stream::iter([
+            Ok(head),
+            Err(io::Error::other("conformance: the client went away")),
+        ])
+        .boxed();
+        if sink.put_part(&up.handle, spec, body).await.is_ok() {
+            panic!("put_part with a body that fails after {sent} bytes must fail");
+        }
+    }
+    let receipts = up.put_all(sink).await;
+    let blob = finalize_ok(sink, &up.handle, &receipts, None).await;
+    assert_eq!(
+        blob,
+        up.finished(),
+        "a failed part must not affect the blob"
+    );
+    assert_read(sink, &up.handle, &up.data, "read after failed parts").await;
+    purge_ok(sink, &up.handle).await;
+}
+
+/// `finalize` with an expected digest the data does not have fails with
+/// [`SinkError::DigestMismatch`] (naming both digests), publishes nothing,
+/// and keeps the parts: finalize with the right digest, or with none, then
+/// succeeds.
+pub async fn digest_mismatch_publishes_nothing(sink: &dyn BlobSink) {
+    let wrong = Sha256Digest::of(b"not the data");
+    for (seed, retry_with_digest) in [(6, true), (7, false)] {
+        let up = Upload::begin(sink, 3, seed).await;
+        let receipts = up.put_all(sink).await;
+        let actual = up.finished().sha256;
+        for _ in 0..2 {
+            match sink.finalize(&up.handle, &receipts, Some(wrong)).await {
+                Err(SinkError::DigestMismatch {
+                    expected: e,
+                    actual: a,
+                }) => assert!(
+                    e == wrong && a == actual,
+                    "DigestMismatch must name the expected ({wrong}) and actual ({actual}) \
+                     digests, got {e} and {a}"
+                ),
+                other => panic!(
+                    "finalize with a wrong digest must fail with DigestMismatch, got {other:?}"
+                ),
+            }
+            expect_not_found(sink.read(&up.handle).await, "read after a digest mismatch");
+        }
+        let expected = retry_with_digest.then_some(actual);
+        let blob = finalize_ok(sink, &up.handle, &receipts, expected).await;
+        assert_eq!(
+            blob,
+            up.finished(),
+            "finalize after a digest mismatch must assemble the data"
+        );
+        assert_read(sink, &up.handle, &up.data, "read after a repaired finalize").await;
+        purge_ok(sink, &up.handle).await;
+    }
+}
+
+/// `finalize` called again after success returns the same [`FinishedBlob`]
+/// and leaves the blob as it was.
+pub async fn finalize_is_idempotent(sink: &dyn BlobSink) {
+    let up = Upload::begin(sink, 3, 8).await;
+    let receipts = up.put_all(sink).await;
+    let digest = Some(up.finished().sha256);
+    let first = finalize_ok(sink, &up.handle, &receipts, digest).await;
+    for _ in 0..2 {
+        let again = finalize_ok(sink, &up.handle, &receipts, digest).await;
+        assert_eq!(
+            again, first,
+            "finalize again must return the same FinishedBlob"
+        );
+    }
+    assert_read(sink, &up.handle, &up.data, "read after finalize twice").await;
+    purge_ok(sink, &up.handle).await;
+}
+
+/// Several `finalize` calls of one upload at once (a finalizer whose lease
+/// another took over) are safe: every call succeeds and reports the data's
+/// size and SHA-256, and the blob read back is whole.
+pub async fn concurrent_finalize_agrees(sink: Arc<dyn BlobSink>) {
+    let up = Upload::begin(&*sink, 6, 10).await;
+    let receipts = Arc::new(up.put_all(&*sink).await);
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (sink, handle, receipts) = (sink.clone(), up.handle.clone(), receipts.clone());
+            tokio::spawn(async move { sink.finalize(&handle, &receipts, None).await })
+        })
+        .collect();
+    for task in tasks {
+        let blob = ok(join(task).await, "a concurrent finalize");
+        assert_eq!(
+            blob,
+            up.finished(),
+            "a concurrent finalize must report the data's size and SHA-256"
+        );
+    }
+    assert_read(
+        &*sink,
+        &up.handle,
+        &up.data,
+        "read after concurrent finalize calls",
+    )
+    .await;
+    purge_ok(&*sink, &up.handle).await;
+}
+
+/// A part that arrives after `finalize` is refused with
+/// [`SinkError::NotFound`], and neither it nor a part still streaming while
+/// `finalize` ran changes the blob.
+pub async fn late_part_after_finalize_is_refused(sink: Arc<dyn BlobSink>) {
+    let up = Upload::begin(&*sink, 2, 9).await;
+    let receipts = up.put_all(&*sink).await;
+    let range = up.ranges()[0].clone();
+    let late = pattern((range.end - range.start) as usize, 90);
+
+    let in_flight = InFlight::start(sink.clone(), &up.handle, 0, range.start, &late).await;
+    let blob = finalize_ok(&*sink, &up.handle, &receipts, None).await;
+    in_flight.finish().await;
+
+    let spec = PartSpec {
+        index: 0,
+        offset: range.start,
+        len: range.end - range.start,
+    };
+    expect_not_found(
+        sink.put_part(&up.handle, spec, body(&late)).await,
+        "put_part after finalize",
+    );
+    assert_eq!(blob, up.finished(), "finalize must assemble the data");
+    assert_eq!(
+        finalize_ok(&*sink, &up.handle, &receipts, None).await,
+        blob,
+        "a late part must not change the finished blob"
+    );
+    assert_read(&*sink, &up.handle, &up.data, "read after late parts").await;
+    purge_ok(&*sink, &up.handle).await;
+}
+
+/// A part that arrives after `purge` is refused with [`SinkError::NotFound`]
+/// and does not re-create the upload, nor does a part still streaming while
+/// `purge` ran: nothing is readable, and `finalize` fails with `NotFound`.
+pub async fn late_part_after_purge_is_refused(sink: Arc<dyn BlobSink>) {
+    let up = Upload::begin(&*sink, 2, 10).await;
+    let receipts = up.put_all(&*sink).await;
+    let range = up.ranges()[1].clone();
+    let bytes = up.data[usize_range(&range)].to_vec();
+
+    let in_flight = InFlight::start(sink.clone(), &up.handle, 1, range.start, &bytes).await;
+    purge_ok(&*sink, &up.handle).await;
+    in_flight.finish().await;
+
+    let spec = PartSpec {
+        index: 1,
+        offset: range.start,
+        len: range.end - range.start,
+    };
+    expect_not_found(
+        sink.put_part(&up.handle, spec, body(&bytes)).await,
+        "put_part after purge",
+    );
+    expect_not_found(
+        sink.read(&up.handle).await,
+        "read after late parts of a purged upload",
+    );
+    expect_not_found(
+        sink.finalize(&up.handle, &[], None).await,
+        "finalize (of no parts) after late parts of a purged upload",
+    );
+    expect_not_found(
+        sink.finalize(&up.handle, &receipts, None).await,
+        "finalize after late parts of a purged upload",
+    );
+    purge_ok(&*sink, &up.handle).await;
+}
+
+/// `purge` succeeds again on a purged upload, and removes an upload in any
+/// stage: begun, with parts, finalized.
+pub async fn purge_is_idempotent(sink: &dyn BlobSink) {
+    let begun = Upload::begin(sink, 2, 11).await;
+    let with_parts = Upload::begin(sink, 2, 12).await;
+    with_parts.put_all(sink).await;
+    let finalized = Upload::begin(sink, 2, 13).await;
+    let receipts = finalized.put_all(sink).await;
+    finalize_ok(sink, &finalized.handle, &receipts, None).await;
+    for up in [&begun, &with_parts, &finalized] {
+        for _ in 0..2 {
+            purge_ok(sink, &up.handle).await;
+        }
+        expect_not_found(sink.read(&up.handle).await, "read after purge");
+        expect_not_found(
+            sink.finalize(&up.handle, &[], None).await,
+            "finalize after purge",
+        );
+    }
+}
+
+/// `discard_part` of a part already discarded, of a part of a finalized
+/// upload, and of a part of a purged upload succeeds.
+pub async fn discard_of_a_gone_part_is_ok(sink: &dyn BlobSink) {
+    let up = Upload::begin(sink, 2, 14).await;
+    let receipts = up.put_all(sink).await;
+    let extra = put_ok(
+        sink,
+        &up.handle,
+        0,
+        0,
+        &up.data[usize_range(&up.ranges()[0])],
+    )
+    .await;
+    for _ in 0..2 {
+        ok(
+            sink.discard_part(&up.handle, &extra.part).await,
+            "discard_part (again)",
+        );
+    }
+    finalize_ok(sink, &up.handle, &receipts, None).await;
+    for r in &receipts {
+        ok(
+            sink.discard_part(&up.handle, &r.part).await,
+            "discard_part after finalize",
+        );
+    }
+    assert_read(
+        sink,
+        &up.handle,
+        &up.data,
+        "read after discarding parts of a finished blob",
+    )
+    .await;
+    purge_ok(sink, &up.handle).await;
+    for r in &receipts {
+        ok(
+            sink.discard_part(&up.handle, &r.part).await,
+            "discard_part after purge",
+        );
+    }
+}
+
+/// An upload of 0 bytes, with no part, finalizes to a blob of size 0 with
+/// the SHA-256 of empty input, with or without the expected digest, and
+/// reads back empty.
+pub async fn empty_upload_finalizes(sink: &dyn BlobSink) {
+    let empty = FinishedBlob {
+        size: 0,
+        sha256: Sha256Digest::of(b""),
+    };
+    for expected in [None, Some(empty.sha256)] {
+        let handle = begin_ok(sink, 0).await;
+        let blob = finalize_ok(sink, &handle, &[], expected).await;
+        assert_eq!(
+            blob, empty,
+            "an empty upload must finalize to an empty blob"
+        );
+        assert_read(sink, &handle, &[], "read of an empty blob").await;
+        purge_ok(sink, &handle).await;
+    }
+}
+
+/// One upload the suite makes: its handle, its data and its part size.
+#[derive(Debug)]
+struct Upload {
+    handle: UploadHandle,
+    data: Vec<u8>,
+    part_size: u64,
+}
+
+impl Upload {
+    /// Begins an upload of about `parts` parts (fewer if the sink takes
+    /// fewer), the last one shorter, of data made from `seed`.
+    async fn begin(sink: &dyn BlobSink, parts: u64, seed: u64) -> Upload {
+        let caps = sink.capabilities();
+        let min = caps.min_part_size.max(1);
+        let part_size = PREFERRED_PART.clamp(min, caps.max_part_size.max(min));
+        let parts = parts.min(caps.max_parts).max(1);
+        let size = part_size * (parts - 1) + part_size.div_ceil(2);
+        Upload {
+            handle: begin_ok(sink, size).await,
+            data: pattern(size as usize, seed),
+            part_size,
+        }
+    }
+
+    fn ranges(&self) -> Vec<Range<u64>> {
+        let size = self.data.len() as u64;
+        (0..size.div_ceil(self.part_size))
+            .map(|i| i * self.part_size..((i + 1) * self.part_size).min(size))
+            .collect()
+    }
+
+    /// Puts every part in order.
+    async fn put_all(&self, sink: &dyn BlobSink) -> Vec<PartReceipt> {
+        let mut receipts = Vec::new();
+        for (index, range) in self.ranges().into_iter().enumerate() {
+            let bytes = &self.data[usize_range(&range)];
+            receipts.push(put_ok(sink, &self.handle, index as u64, range.start, bytes).await);
+        }
+        receipts
+    }
+
+    fn finished(&self) -> FinishedBlob {
+        FinishedBlob {
+            size: self.data.len() as u64,
+            sha256: Sha256Digest::of(&self.data),
+        }
+    }
+}
+
+/// A `put_part` whose body stops half-way until [`InFlight::finish`].
+#[derive(Debug)]
+struct InFlight {
+    release: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), SinkError>>,
+}
+
+impl InFlight {
+    /// Starts the part and returns once the sink has read its first bytes
+    /// (or given up on the body).
+    async fn start(
+        sink: Arc<dyn BlobSink>,
+        handle: &UploadHandle,
+        index: u64,
+        offset: u64,
+        bytes: &[u8],
+    ) -> InFlight {
+        let (started_tx, started) = oneshot::channel();
+        let (release, released) = oneshot::channel::<()>();
+        let mut tail = Bytes::copy_from_slice(bytes);
+        let head = tail.split_to(tail.len() / 2);
+        let spec = PartSpec {
+            index,
+            offset,
+            len: bytes.len() as u64,
+        };
+        let body = futures::stream::iter([Ok(head)])
+            .chain(futures::stream::once(async move {
+                let _ = started_tx.send(());
+                let _ = released.await;
+                Ok(tail)
+            }))
+            .boxed();
+        let handle = handle.clone();
+        let task = tokio::spawn(async move { sink.put_part(&handle, spec, body).await.map(drop) });
+        let _ = started.await;
+        InFlight { release, task }
+    }
+
+    /// Lets the body end and waits for `put_part` to return. Its result is
+    /// the sink's to choose; what counts is that it changes nothing.
+    async fn finish(self) {
+        let _ = self.release.send(());
+        let _ = join(self.task).await;
+    }
+}
+
+/// Deterministic, incompressible-looking bytes.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    fastrand::Rng::with_seed(seed).fill(&mut data);
+    data
+}
+
+/// `bytes` as a stream of several items of uneven sizes, an empty one among
+/// them.
+fn body(bytes: &[u8]) -> ByteStream {
+    let mut rest = Bytes::copy_from_slice(bytes);
+    let mut items = Vec::new();
+    for size in [1usize, 0, 7, 1021, 65_536].into_iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        items.push(Ok(rest.split_to(size.min(rest.len()))));
+    }
+    futures::stream::iter(items).boxed()
+}
+
+fn usize_range(range: &Range<u64>) -> Range<usize> {
+    range.start as usize..range.end as usize
+}
+
+async fn begin_ok(sink: &dyn BlobSink, size: u64) -> UploadHandle {
+    ok(sink.begin(&SessionId::random(), size).await, "begin")
+}
+
+async fn put_ok(
+    sink: &dyn BlobSink,
+    handle: &UploadHandle,
+    index: u64,
+    offset: u64,
+    bytes: &[u8],
+) -> PartReceipt {
+    let spec = PartSpec {
+        index,
+        offset,
+        len: bytes.len() as u64,
+    };
+    let part = ok(sink.put_part(handle, spec, body(bytes)).await, "put_part");
+    PartReceipt {
+        offset,
+        len: spec.len,
+        sha256: Sha256Digest::of(bytes),
+        part,
+    }
+}
+
+async fn finalize_ok(
+    sink: &dyn BlobSink,
+    handle: &UploadHandle,
+    parts: &[PartReceipt],
+    expected: Option<Sha256Digest>,
+) -> FinishedBlob {
+    ok(sink.finalize(handle, parts, expected).await, "finalize")
+}
+
+async fn purge_ok(sink: &dyn BlobSink, handle: &UploadHandle) {
+    ok(sink.purge(handle).await, "purge");
+}
+
+/// Reads the finished blob back and compares it with `data`.
+async fn assert_read(sink: &dyn BlobSink, handle: &UploadHandle, data: &[u8], what: &str) {
+    let mut stream = ok(sink.read(handle).await, what);
+    let mut read = Vec::new();
+    while let Some(item) = stream.next().await {
+        read.extend_from_slice(&item.unwrap_or_else(|e| panic!("{what}: the stream failed: {e}")));
+    }
+    assert!(
+        read == data,
+        "{what} must return the blob's bytes: got {} bytes (SHA-256 {}), expected {} (SHA-256 {})",
+        read.len(),
+        Sha256Digest::of(&read),
+        data.len(),
+        Sha256Digest::of(data)
+    );
+}
+
+fn ok<T>(result: Result<T, SinkError>, what: &str) -> T {
+    result.unwrap_or_else(|e| panic!("{what} failed: {e:?}"))
+}
+
+fn expect_not_found<T>(result: Result<T, SinkError>, what: &str) {
+    match result {
+        Err(SinkError::NotFound) => {}
+        Err(e) => panic!("{what} must fail with NotFound, got {e:?}"),
+        Ok(_) => panic!("{what} must fail with NotFound, it succeeded"),
+    }
+}
