@@ -1,5 +1,5 @@
 //! The engine: the async orchestration of store, sink, policy and clock
-//! around the pure [`machine`](crate::machine).
+//! around the pure [`machine`].
 //!
 //! Every operation loads the session, asks the machine, streams bytes into
 //! the sink where there are any, and records the outcome with a
@@ -316,10 +316,10 @@ impl Engine {
             sha256: upload.sha256,
         };
         self.policy.check_new_upload(caller, &file).await?;
-        if let Some(limit) = self.policy.open_session_limit(caller) {
-            if self.store.count_active(caller).await? >= limit {
-                return Err(Error::QuotaExceeded { limit });
-            }
+        if let Some(limit) = self.policy.open_session_limit(caller)
+            && self.store.count_active(caller).await? >= limit
+        {
+            return Err(Error::QuotaExceeded { limit });
         }
         let chunk_size =
             machine::plan_chunk_size(file.size, self.config.chunk_size, &self.sink.capabilities())?;
@@ -427,10 +427,10 @@ impl Engine {
             .await;
         match recorded {
             Ok((session, replaced)) => {
-                if let Some(old) = &replaced {
-                    if let Err(e) = self.sink.discard_part(&upload, &old.part).await {
-                        tracing::warn!(session = %id, index, error = %e, "could not discard a superseded chunk");
-                    }
+                if let Some(old) = &replaced
+                    && let Err(e) = self.sink.discard_part(&upload, &old.part).await
+                {
+                    tracing::warn!(session = %id, index, error = %e, "could not discard a superseded chunk");
                 }
                 Ok(ChunkReceipt {
                     index,

@@ -98,21 +98,21 @@ impl Ledger {
                 existing: same.range(),
             });
         }
-        if let Some((_, prev)) = self.parts.range(..receipt.offset).next_back() {
-            if prev.range().end > new.start {
-                return Err(Overlap {
-                    new,
-                    existing: prev.range(),
-                });
-            }
+        if let Some((_, prev)) = self.parts.range(..receipt.offset).next_back()
+            && prev.range().end > new.start
+        {
+            return Err(Overlap {
+                new,
+                existing: prev.range(),
+            });
         }
-        if let Some((_, next)) = self.parts.range(receipt.offset..).next() {
-            if next.offset < new.end {
-                return Err(Overlap {
-                    new,
-                    existing: next.range(),
-                });
-            }
+        if let Some((_, next)) = self.parts.range(receipt.offset..).next()
+            && next.offset < new.end
+        {
+            return Err(Overlap {
+                new,
+                existing: next.range(),
+            });
         }
         self.parts.insert(receipt.offset, receipt);
         Ok(None)

@@ -18,7 +18,7 @@
 //! - [`Policy`]: validation and authorization, consulted at initiate and on
 //!   every later operation.
 //! - [`Clock`]: injected time ([`SystemClock`], or [`ManualClock`] in tests).
-//! - `http` (feature `http`, default): the session REST dialect on the
+//! - `resumable::http` (feature `http`, default): the session REST dialect on the
 //!   `http` crate's types, for any web framework.
 //!
 //! # Driving the engine
@@ -77,7 +77,7 @@
 //! # Feature flags
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `http` | yes | [`http`]: the session REST dialect on the `http` crate's types |
+//! | `http` | yes | `resumable::http`: the session REST dialect on the `http` crate's types |
 //! | `conformance` | no | `conformance`: the public test suites every store and sink must pass |
 
 pub mod clock;

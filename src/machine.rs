@@ -124,11 +124,7 @@ pub fn ensure_alive(session: &Session, now: SystemTime) -> Result<(), Error> {
     }
 }
 
-fn open_ledger<'a>(
-    session: &'a Session,
-    operation: Operation,
-    now: SystemTime,
-) -> Result<&'a Ledger, Error> {
+fn open_ledger(session: &Session, operation: Operation, now: SystemTime) -> Result<&Ledger, Error> {
     ensure_alive(session, now)?;
     match &session.state {
         SessionState::Open { ledger } => Ok(ledger),
@@ -212,6 +208,9 @@ fn chunk_indices(session: &Session, received: bool) -> Vec<u64> {
 
 /// What a complete request should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Returned once per complete request and matched at once: boxing the session
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Completion {
     /// Store this `finalizing` session, then assemble its ledger's parts.
     Finalize(Session),

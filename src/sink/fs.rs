@@ -315,10 +315,10 @@ fn copy_parts(out: &mut File, sources: &[(PathBuf, u64, u64)]) -> Result<Finishe
 /// The description of an already finished blob: from `blob.json`, or by
 /// hashing the blob if a crash lost it.
 fn finished_meta(blob: &Path, meta: &Path) -> Result<FinishedBlob, SinkError> {
-    if let Ok(bytes) = fs::read(meta) {
-        if let Ok(finished) = serde_json::from_slice::<FinishedBlob>(&bytes) {
-            return Ok(finished);
-        }
+    if let Ok(bytes) = fs::read(meta)
+        && let Ok(finished) = serde_json::from_slice::<FinishedBlob>(&bytes)
+    {
+        return Ok(finished);
     }
     let mut file = File::open(blob).map_err(SinkError::from_io)?;
     let mut hasher = Sha256::new();
