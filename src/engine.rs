@@ -317,7 +317,7 @@ impl Engine {
         };
         self.policy.check_new_upload(caller, &file).await?;
         if let Some(limit) = self.policy.open_session_limit(caller)
-            && self.store.count_active(caller).await? >= limit
+            && self.store.count_active(caller, self.clock.now()).await? >= limit
         {
             return Err(Error::QuotaExceeded { limit });
         }
@@ -656,6 +656,7 @@ impl Engine {
     ) -> Result<(), StoreError> {
         if let Err(e) = self.sink.purge(&session.upload).await {
             tracing::warn!(session = %session.id, error = %e, "purge failed; a later sweep retries");
+            report.failed += 1;
             return Ok(());
         }
         report.purged += 1;

@@ -279,7 +279,11 @@ pub fn begin_complete(
     }
 }
 
-fn finalizing(session: &Session, operation: Operation) -> Result<(), Error> {
+/// Checks that `session` is still `finalizing` and alive: a finalizer that
+/// outlived both its lease and the session's expiry finds it expired, as
+/// clients were told, and may not bring it back.
+fn finalizing(session: &Session, operation: Operation, now: SystemTime) -> Result<(), Error> {
+    ensure_alive(session, now)?;
     match session.state {
         SessionState::Finalizing { .. } => Ok(()),
         ref other => Err(Error::InvalidState {
@@ -298,7 +302,7 @@ pub fn finish_complete(
     now: SystemTime,
     timeouts: &Timeouts,
 ) -> Result<Session, Error> {
-    finalizing(&session, Operation::Complete)?;
+    finalizing(&session, Operation::Complete, now)?;
     Ok(Session {
         state: SessionState::Completed {
             at: now,
@@ -313,7 +317,7 @@ pub fn finish_complete(
 /// whole-file checksum mismatch, a sink failure), with its ledger intact and
 /// its expiry extended, so the client can repair and complete again.
 pub fn reopen(session: Session, now: SystemTime, timeouts: &Timeouts) -> Result<Session, Error> {
-    finalizing(&session, Operation::Complete)?;
+    finalizing(&session, Operation::Complete, now)?;
     let SessionState::Finalizing { ledger, .. } = session.state else {
         unreachable!("checked above")
     };

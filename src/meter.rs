@@ -148,13 +148,9 @@ mod tests {
     use futures::StreamExt;
 
     fn body(parts: &[&'static [u8]]) -> BoxStream<'static, Result<Bytes, BoxError>> {
-        futures::stream::iter(
-            parts
-                .to_vec()
-                .into_iter()
-                .map(|p| Ok(Bytes::from_static(p))),
-        )
-        .boxed()
+        let items: Vec<Result<Bytes, BoxError>> =
+            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        futures::stream::iter(items).boxed()
     }
 
     async fn drain(m: Metered) -> (Vec<u8>, bool) {

@@ -382,12 +382,14 @@ impl Session {
         }
     }
 
-    /// Whether this session counts against its owner's quota of open sessions.
-    pub fn is_active(&self) -> bool {
+    /// Whether this session counts against its owner's quota of open
+    /// sessions at `now`: open or finalizing, and not yet past the instant
+    /// at which it expires (even if no sweep has marked it expired yet).
+    pub fn is_active(&self, now: SystemTime) -> bool {
         matches!(
             self.state,
             SessionState::Open { .. } | SessionState::Finalizing { .. }
-        )
+        ) && self.due_at().is_some_and(|due| now < due)
     }
 }
 

@@ -215,8 +215,8 @@ mod broken {
         async fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
             self.0.due(now, limit).await
         }
-        async fn count_active(&self, owner: &Owner) -> Result<u64, StoreError> {
-            self.0.count_active(owner).await
+        async fn count_active(&self, owner: &Owner, now: SystemTime) -> Result<u64, StoreError> {
+            self.0.count_active(owner, now).await
         }
     }
 
@@ -245,8 +245,8 @@ mod broken {
         async fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
             self.0.due(now - Duration::from_nanos(1), limit).await
         }
-        async fn count_active(&self, owner: &Owner) -> Result<u64, StoreError> {
-            self.0.count_active(owner).await
+        async fn count_active(&self, owner: &Owner, now: SystemTime) -> Result<u64, StoreError> {
+            self.0.count_active(owner, now).await
         }
     }
 

@@ -326,8 +326,9 @@ pub async fn due_sessions(store: &dyn SessionStore) {
 }
 
 /// `count_active` counts exactly the owner's open and finalizing sessions
-/// (those for which [`Session::is_active`] holds), not other owners' (not
-/// even owners whose id extends this one), and follows updates and deletes.
+/// that have not expired at `now` (those for which [`Session::is_active`]
+/// holds), not other owners' (not even owners whose id extends this one),
+/// none once they are past their expiry, and follows updates and deletes.
 pub async fn count_active_sessions(store: &dyn SessionStore) {
     let owner = unique_owner("count");
     let longer = Owner::new(format!("{}0", owner.as_str()));
@@ -345,12 +346,18 @@ pub async fn count_active_sessions(store: &dyn SessionStore) {
     let active: Vec<&Session> = sessions
         .iter()
         .map(|(_, s)| s)
-        .filter(|s| s.is_active())
+        .filter(|s| s.is_active(epoch()))
         .collect();
     assert!(active.len() >= 3, "the fixture has several active sessions");
     let mut expected = active.len() as u64;
     expect_count(store, &owner, expected, "sessions in every state").await;
     expect_count(store, &longer, 2, "another owner").await;
+    let much_later = epoch() + std::time::Duration::from_secs(400 * 24 * 3600);
+    let counted = ok(store.count_active(&owner, much_later).await, "count_active");
+    assert_eq!(
+        counted, 0,
+        "count_active must not count sessions past their expiry, swept or not"
+    );
     expect_count(
         store,
         &unique_owner("nobody"),
@@ -623,7 +630,7 @@ async fn expect_absent(store: &dyn SessionStore, id: &SessionId, after: &str) {
 }
 
 async fn expect_count(store: &dyn SessionStore, owner: &Owner, expected: u64, what: &str) {
-    let counted = ok(store.count_active(owner).await, "count_active");
+    let counted = ok(store.count_active(owner, epoch()).await, "count_active");
     assert_eq!(
         counted, expected,
         "count_active for {what} must count the owner's open and finalizing sessions"

@@ -219,12 +219,12 @@ impl SessionStore for FsStore {
         .await
     }
 
-    async fn count_active(&self, owner: &Owner) -> Result<u64, StoreError> {
+    async fn count_active(&self, owner: &Owner, now: SystemTime) -> Result<u64, StoreError> {
         let owner = owner.clone();
         self.blocking(move |d| {
             Ok(d.scan(false)?
                 .iter()
-                .filter(|r| r.session.owner == owner && r.session.is_active())
+                .filter(|r| r.session.owner == owner && r.session.is_active(now))
                 .count() as u64)
         })
         .await

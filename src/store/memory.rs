@@ -82,11 +82,11 @@ impl SessionStore for MemoryStore {
             .collect())
     }
 
-    async fn count_active(&self, owner: &Owner) -> Result<u64, StoreError> {
+    async fn count_active(&self, owner: &Owner, now: SystemTime) -> Result<u64, StoreError> {
         Ok(self
             .records()
             .values()
-            .filter(|r| &r.session.owner == owner && r.session.is_active())
+            .filter(|r| &r.session.owner == owner && r.session.is_active(now))
             .count() as u64)
     }
 }

@@ -67,7 +67,7 @@ pub struct Versioned {
 ///   [`Session::due_at`] is at or before `now`, and never miss one that stays
 ///   due across calls;
 /// - make `count_active` count the owner's sessions for which
-///   [`Session::is_active`] holds.
+///   [`Session::is_active`] holds at `now`.
 ///
 /// `due` MAY return ids that are no longer due (the sweep re-checks), and
 /// `count_active` MAY be momentarily stale under concurrent writes.
@@ -88,8 +88,9 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// Ids of sessions the sweep has work on at `now`.
     async fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<SessionId>, StoreError>;
 
-    /// How many open or finalizing sessions the owner has.
-    async fn count_active(&self, owner: &Owner) -> Result<u64, StoreError>;
+    /// How many sessions of the owner are open or finalizing, and not past
+    /// their expiry, at `now`.
+    async fn count_active(&self, owner: &Owner, now: SystemTime) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
@@ -109,8 +110,8 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
     async fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<SessionId>, StoreError> {
         (**self).due(now, limit).await
     }
-    async fn count_active(&self, owner: &Owner) -> Result<u64, StoreError> {
-        (**self).count_active(owner).await
+    async fn count_active(&self, owner: &Owner, now: SystemTime) -> Result<u64, StoreError> {
+        (**self).count_active(owner, now).await
     }
 }
 
