@@ -9,62 +9,21 @@
 //!     [--chunk-size BYTES] [--expiry SECS] [--sweep-interval SECS]
 //! ```
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-
 use actix_web::http::StatusCode as AxStatus;
 use actix_web::http::header::{HeaderName as AxName, HeaderValue as AxValue};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
-use clap::Parser;
 use futures::StreamExt;
 use resumable::http::RestApi;
-use resumable::sink::FsSink;
-use resumable::store::FsStore;
-use resumable::{Engine, Owner};
 use tokio::sync::mpsc;
-use tracing_subscriber::EnvFilter;
 
-/// Command-line options.
-#[derive(Debug, Parser)]
-#[command(about = "A resumable upload server on actix-web")]
-struct Args {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: std::net::SocketAddr,
-    /// Directory for session records and uploaded bytes.
-    #[arg(long, default_value = "./data")]
-    data_dir: PathBuf,
-    /// Preferred chunk size in bytes.
-    #[arg(long, default_value_t = 8 << 20)]
-    chunk_size: u64,
-    /// Seconds of inactivity after which an upload session expires.
-    #[arg(long, default_value_t = 24 * 3600)]
-    expiry: u64,
-    /// Seconds between sweeps of expired sessions.
-    #[arg(long, default_value_t = 60)]
-    sweep_interval: u64,
-}
+#[path = "common/mod.rs"]
+mod common;
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
-    let args = Args::parse();
-    let engine = Arc::new(
-        Engine::builder(
-            FsStore::open(args.data_dir.join("store"))?,
-            FsSink::open(args.data_dir.join("blobs"))?,
-        )
-        .chunk_size(args.chunk_size)
-        .session_timeout(Duration::from_secs(args.expiry))
-        .build(),
-    );
-    let sweeper = engine
-        .clone()
-        .spawn_sweeper(Duration::from_secs(args.sweep_interval.max(1)));
+    let args = common::Args::init();
+    let (engine, sweeper) = args.engine()?;
     let api = web::Data::new(RestApi::new(engine));
     tracing::info!(addr = %args.addr, data_dir = %args.data_dir.display(), "listening");
     // actix-web handles signals itself: SIGTERM stops gracefully, Ctrl-C at once.
@@ -97,7 +56,7 @@ async fn handle(
         return HttpResponse::BadRequest().finish();
     };
     let (parts, ()) = request.into_parts();
-    let owner = owner_of(&parts.headers);
+    let owner = common::owner_of(&parts.headers);
     // The payload is `!Send`, but the engine wants a `Send + 'static` body
     // (it boxes it for the sink trait). The handler future need not be
     // `Send`, so the engine runs right here on the actix worker, and a local
@@ -134,15 +93,4 @@ async fn handle(
         }
     }
     response.body(reply.into_body())
-}
-
-/// The demo's notion of identity, as in the axum example: the bearer token
-/// names the owner, and a request without one is anonymous.
-fn owner_of(headers: &http::HeaderMap) -> Owner {
-    headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|token| Owner::new(token.trim()))
-        .unwrap_or_else(Owner::anonymous)
 }

@@ -4,6 +4,10 @@
 //! Every test starts its own server on `127.0.0.1:0` over a fresh temporary
 //! data directory, with a manual clock, and stops it when the test ends.
 
+// The example servers' shared code; the tests use only part of it.
+#[allow(dead_code)]
+#[path = "../examples/common/mod.rs"]
+mod common;
 #[path = "../examples/server/wiring.rs"]
 mod wiring;
 
@@ -20,7 +24,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinHandle;
 
-use wiring::Settings;
+use common::Settings;
 
 /// Where the manual clock starts: a whole second, so RFC 3339 times (to the
 /// second) compare exactly.
@@ -56,7 +60,7 @@ impl Server {
             chunk_size,
             expiry: EXPIRY,
         };
-        let engine = wiring::open_engine(data.path(), &settings, clock.clone() as Arc<dyn Clock>)
+        let engine = common::open_engine(data.path(), &settings, clock.clone() as Arc<dyn Clock>)
             .expect("open the engine");
         let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await

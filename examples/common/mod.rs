@@ -1,0 +1,98 @@
+//! What the example servers share: their command line, logging, the engine
+//! over the embedded filesystem store and sink with its background sweep,
+//! and the demo's notion of who sends a request.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use resumable::sink::FsSink;
+use resumable::store::FsStore;
+use resumable::{Clock, Engine, Owner, SystemClock};
+use tracing_subscriber::EnvFilter;
+
+/// The example servers' command line.
+#[derive(Debug, clap::Parser)]
+#[command(about = "A resumable upload server (session REST API on the filesystem)")]
+pub(crate) struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) addr: SocketAddr,
+    /// Directory for session records and uploaded bytes.
+    #[arg(long, default_value = "./data")]
+    pub(crate) data_dir: PathBuf,
+    /// Preferred chunk size in bytes.
+    #[arg(long, default_value_t = 8 << 20)]
+    pub(crate) chunk_size: u64,
+    /// Seconds of inactivity after which an upload session expires.
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub(crate) expiry: u64,
+    /// Seconds between sweeps of expired sessions.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) sweep_interval: u64,
+}
+
+impl Args {
+    /// Parses the command line and starts logging to standard error.
+    pub(crate) fn init() -> Self {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            .init();
+        <Args as clap::Parser>::parse()
+    }
+
+    /// The engine these options describe, on the system clock, with the
+    /// sweep running in the background (abort the handle to stop it).
+    pub(crate) fn engine(&self) -> std::io::Result<(Arc<Engine>, tokio::task::JoinHandle<()>)> {
+        let settings = Settings {
+            chunk_size: self.chunk_size,
+            expiry: Duration::from_secs(self.expiry),
+        };
+        let engine = open_engine(&self.data_dir, &settings, Arc::new(SystemClock))?;
+        let sweeper = engine
+            .clone()
+            .spawn_sweeper(Duration::from_secs(self.sweep_interval.max(1)));
+        Ok((engine, sweeper))
+    }
+}
+
+/// Engine settings that tests set directly.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The preferred chunk size in bytes.
+    pub(crate) chunk_size: u64,
+    /// Session inactivity timeout.
+    pub(crate) expiry: Duration,
+}
+
+/// The engine over `<data_dir>/store` and `<data_dir>/blobs`.
+pub(crate) fn open_engine(
+    data_dir: &Path,
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> std::io::Result<Arc<Engine>> {
+    let store = FsStore::open(data_dir.join("store"))?;
+    let sink = FsSink::open(data_dir.join("blobs"))?;
+    Ok(Arc::new(
+        Engine::builder(store, sink)
+            .chunk_size(settings.chunk_size)
+            .session_timeout(settings.expiry)
+            .clock(clock)
+            .build(),
+    ))
+}
+
+/// The demo's notion of identity: the bearer token itself names the owner,
+/// and a request without one is anonymous. A real application puts its own
+/// authentication here.
+pub(crate) fn owner_of(headers: &http::HeaderMap) -> Owner {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|token| Owner::new(token.trim()))
+        .unwrap_or_else(Owner::anonymous)
+}
