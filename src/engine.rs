@@ -134,6 +134,8 @@ pub struct SessionStatus {
     pub total_chunks: u64,
     /// The chunks stored, ascending.
     pub received_chunks: Vec<u64>,
+    /// The chunks still to send, ascending.
+    pub missing_chunks: Vec<u64>,
     /// How many bytes are stored.
     pub received_bytes: u64,
     /// When an open session expires.
@@ -536,6 +538,7 @@ impl Engine {
             chunk_size: s.chunk_size,
             total_chunks: s.total_chunks(),
             received_chunks: machine::received_chunks(&s),
+            missing_chunks: machine::missing_chunks(&s),
             received_bytes: match (s.state.ledger(), s.state.blob()) {
                 (Some(l), _) => l.received_bytes(),
                 (None, Some(b)) => b.size,

@@ -322,9 +322,6 @@ fn chunk_reply(id: SessionId, r: &ChunkReceipt) -> ChunkReply {
 }
 
 fn status_reply(s: SessionStatus) -> StatusReply {
-    let missing_chunks = (0..s.total_chunks)
-        .filter(|i| s.received_chunks.binary_search(i).is_err())
-        .collect();
     StatusReply {
         session_id: s.id.to_string(),
         state: s.state.as_str(),
@@ -334,7 +331,7 @@ fn status_reply(s: SessionStatus) -> StatusReply {
         chunk_size: s.chunk_size,
         total_chunks: s.total_chunks,
         received_chunks: s.received_chunks,
-        missing_chunks,
+        missing_chunks: s.missing_chunks,
         received_bytes: s.received_bytes,
         expires_at: rfc3339(s.expires_at),
     }
