@@ -77,3 +77,4 @@ kill -TERM "$server"
 wait "$server" || true
 trap - EXIT
 echo "OK: $blob equals the source ($size bytes)"
+if [ "${CI:-}" = "true" ]; then rm -rf "$work"; fi
