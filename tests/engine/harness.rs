@@ -1,0 +1,364 @@
+//! What every engine scenario shares: the configuration and clock, test
+//! bytes and digests, and a [`Harness`] over the memory or the filesystem
+//! backends.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+use resumable::machine::Timeouts;
+use resumable::sink::{FsSink, MemorySink};
+use resumable::store::{FsStore, MemoryStore};
+use resumable::{
+    ChunkOptions, ChunkReceipt, Engine, EngineBuilder, EngineConfig, Error, ManualClock, NewUpload,
+    Owner, SessionId, SessionInfo, Sha256Digest, StateKind, SweepReport,
+};
+use sha2::{Digest as _, Sha256};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+
+/// Asserts that `$result` is an `Err` matching `$pattern`, showing what it
+/// was otherwise.
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat $(if $guard:expr)? $(,)?) => {
+        match $result {
+            Err($pattern) $(if $guard)? => {}
+            Err(other) => panic!("expected {}, got Err({other:?})", stringify!($pattern)),
+            Ok(_) => panic!("expected {}, got Ok", stringify!($pattern)),
+        }
+    };
+}
+
+/// Runs each named scenario of the calling module on the memory and on the
+/// filesystem backends.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Memory).await
+                }
+            )*
+        }
+        mod fs {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Fs).await
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) const NS: Duration = Duration::from_nanos(1);
+pub(crate) const CHUNK: u64 = 1000;
+/// 10 full chunks and a last one of 500 bytes.
+pub(crate) const SIZE: usize = 10_500;
+
+/// What a sweep reports when one session expired and its bytes were purged.
+pub(crate) const ONE_EXPIRED_AND_PURGED: SweepReport = SweepReport {
+    expired: 1,
+    purged: 1,
+    forgotten: 0,
+    failed: 0,
+};
+
+pub(crate) fn timeouts() -> Timeouts {
+    Timeouts {
+        session_timeout: Duration::from_secs(60),
+        temporary_max_age: Duration::from_secs(30),
+        tombstone_retention: Duration::from_secs(20),
+        finalize_lease: Duration::from_secs(10),
+    }
+}
+
+pub(crate) fn config() -> EngineConfig {
+    EngineConfig {
+        chunk_size: CHUNK,
+        timeouts: timeouts(),
+        ..EngineConfig::default()
+    }
+}
+
+pub(crate) fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+/// Deterministic bytes that differ from seed to seed.
+pub(crate) fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+/// SHA-256 computed here, independently of the crate.
+pub(crate) fn sha256(bytes: &[u8]) -> Sha256Digest {
+    Sha256Digest::from_slice(&Sha256::digest(bytes)).expect("32 bytes")
+}
+
+/// Collects a stream of bytes.
+pub(crate) async fn concat(stream: resumable::sink::ByteStream) -> std::io::Result<Vec<u8>> {
+    stream
+        .try_fold(Vec::new(), |mut all, piece| async move {
+            all.extend_from_slice(&piece);
+            Ok(all)
+        })
+        .await
+}
+
+/// A body stream that hands `bytes` over in three pieces.
+pub(crate) fn body(
+    bytes: &[u8],
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let all = Bytes::copy_from_slice(bytes);
+    let (a, b) = (all.len() / 3, 2 * all.len() / 3);
+    let pieces = [all.slice(..a), all.slice(a..b), all.slice(b..)];
+    futures::stream::iter(pieces.into_iter().filter(|p| !p.is_empty()).map(Ok))
+}
+
+pub(crate) fn chunk(info: &SessionInfo, len: usize, index: u64) -> Range<usize> {
+    let start = (index * info.chunk_size) as usize;
+    start..(start + info.chunk_size as usize).min(len)
+}
+
+pub(crate) fn flipped(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[0] ^= 0xff;
+    out
+}
+
+pub(crate) fn with_sha(sha256: Sha256Digest) -> ChunkOptions {
+    ChunkOptions {
+        sha256: Some(sha256),
+        ..ChunkOptions::default()
+    }
+}
+
+/// A new upload with no content type.
+pub(crate) fn new_upload(
+    name: impl Into<String>,
+    size: u64,
+    sha256: Option<Sha256Digest>,
+) -> NewUpload {
+    NewUpload {
+        file_name: name.into(),
+        file_size: size,
+        content_type: None,
+        sha256,
+    }
+}
+
+/// Asserts that `result` says the session is gone, in state `kind`.
+#[track_caller]
+pub(crate) fn assert_gone<T>(result: Result<T, Error>, kind: StateKind) {
+    assert_err!(result, Error::SessionGone { state, .. } if state == kind);
+}
+
+/// Sends chunk `index` of `source` to `engine`, without a checksum.
+pub(crate) async fn send_chunk(
+    engine: &Engine,
+    owner: &Owner,
+    info: &SessionInfo,
+    source: &[u8],
+    index: u64,
+) -> Result<ChunkReceipt, Error> {
+    let bytes = &source[chunk(info, source.len(), index)];
+    engine
+        .upload_chunk(owner, info.id, index, body(bytes), ChunkOptions::default())
+        .await
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Backend {
+    Memory,
+    Fs,
+}
+
+pub(crate) enum Backing {
+    Memory(Arc<MemorySink>),
+    Fs { _dir: TempDir, root: PathBuf },
+}
+
+pub(crate) struct Harness {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) backing: Backing,
+}
+
+impl Harness {
+    pub(crate) fn new(backend: Backend) -> Self {
+        Self::with(backend, |b| b)
+    }
+
+    pub(crate) fn with(
+        backend: Backend,
+        configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    ) -> Self {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let (builder, backing) = match backend {
+            Backend::Memory => {
+                let sink = Arc::new(MemorySink::new());
+                (
+                    Engine::builder(MemoryStore::new(), sink.clone()),
+                    Backing::Memory(sink),
+                )
+            }
+            Backend::Fs => {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let root = dir.path().join("data");
+                let store = FsStore::open(&root).expect("the store opens");
+                let sink = FsSink::open(&root).expect("the sink opens");
+                (
+                    Engine::builder(store, sink),
+                    Backing::Fs { _dir: dir, root },
+                )
+            }
+        };
+        let engine = configure(builder.config(config()).clock(clock.clone())).build();
+        Harness {
+            engine: Arc::new(engine),
+            clock,
+            backing,
+        }
+    }
+
+    /// A harness where "alice" has started an upload of `SIZE` bytes of
+    /// `data(SIZE, seed)`, without a file checksum.
+    pub(crate) async fn with_upload(
+        backend: Backend,
+        seed: u64,
+    ) -> (Self, Owner, Vec<u8>, SessionInfo) {
+        let h = Harness::new(backend);
+        let me = Owner::new("alice");
+        let source = data(SIZE, seed);
+        let info = h.start(&me, SIZE, None).await;
+        (h, me, source, info)
+    }
+
+    /// How many uploads the sink holds any data of.
+    pub(crate) fn sink_uploads(&self) -> usize {
+        match &self.backing {
+            Backing::Memory(sink) => sink.upload_count(),
+            Backing::Fs { root, .. } => std::fs::read_dir(root.join("uploads"))
+                .expect("the uploads directory")
+                .count(),
+        }
+    }
+
+    /// The filesystem sink's directory of an upload.
+    pub(crate) fn upload_dir(&self, id: SessionId) -> Option<PathBuf> {
+        match &self.backing {
+            Backing::Memory(_) => None,
+            Backing::Fs { root, .. } => Some(root.join("uploads").join(id.to_string())),
+        }
+    }
+
+    /// How many part files the filesystem sink holds for an upload.
+    pub(crate) fn part_files(&self, id: SessionId) -> Option<usize> {
+        let parts = self.upload_dir(id)?.join("parts");
+        Some(std::fs::read_dir(parts).map_or(0, Iterator::count))
+    }
+
+    pub(crate) async fn start(
+        &self,
+        owner: &Owner,
+        len: usize,
+        sha256: Option<Sha256Digest>,
+    ) -> SessionInfo {
+        self.engine
+            .initiate(
+                owner,
+                NewUpload {
+                    file_name: "data.bin".into(),
+                    file_size: len as u64,
+                    content_type: Some("application/octet-stream".into()),
+                    sha256,
+                },
+            )
+            .await
+            .expect("initiate")
+    }
+
+    pub(crate) async fn send(
+        &self,
+        owner: &Owner,
+        info: &SessionInfo,
+        source: &[u8],
+        index: u64,
+    ) -> Result<ChunkReceipt, Error> {
+        send_chunk(&self.engine, owner, info, source, index).await
+    }
+
+    /// Sends chunk `index` of `source` from a task of its own.
+    pub(crate) fn spawn_send(
+        &self,
+        owner: &Owner,
+        info: &SessionInfo,
+        source: &[u8],
+        index: u64,
+        options: ChunkOptions,
+    ) -> JoinHandle<Result<ChunkReceipt, Error>> {
+        let bytes = source[chunk(info, source.len(), index)].to_vec();
+        let (engine, owner, id) = (self.engine.clone(), owner.clone(), info.id);
+        tokio::spawn(async move {
+            engine
+                .upload_chunk(&owner, id, index, body(&bytes), options)
+                .await
+        })
+    }
+
+    pub(crate) async fn send_all(&self, owner: &Owner, info: &SessionInfo, source: &[u8]) {
+        for index in 0..info.total_chunks {
+            self.send(owner, info, source, index).await.expect("chunk");
+        }
+    }
+
+    pub(crate) async fn read_back(&self, owner: &Owner, id: SessionId) -> Vec<u8> {
+        let stream = self.engine.read(owner, id).await.expect("read");
+        concat(stream).await.expect("the blob streams")
+    }
+}
+
+/// The names in a directory, sorted.
+pub(crate) fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every path under `root` (files and directories), relative, sorted.
+pub(crate) fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(path.strip_prefix(root).unwrap().to_path_buf());
+        }
+    }
+    out.sort();
+    out
+}
+
+pub(crate) fn shard_lock(id: SessionId) -> PathBuf {
+    PathBuf::from(format!("locks/{:02x}.lock", id.as_uuid().as_bytes()[0]))
+}

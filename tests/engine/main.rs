@@ -1,0 +1,17 @@
+//! The engine end to end, on the memory backends and on the filesystem
+//! backends, with time driven by a [`ManualClock`](resumable::ManualClock).
+//!
+//! Most scenarios are written once as `async fn scenario(Backend)` and run on
+//! both backends by `on_both_backends!`; a few look at the filesystem layout
+//! and run on `FsStore` + `FsSink` only. A property test sends random chunk
+//! sequences to the memory backends.
+
+#[macro_use]
+mod harness;
+
+mod access;
+mod concurrency;
+mod filesystem;
+mod lifecycle;
+mod props;
+mod upload;
