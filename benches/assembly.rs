@@ -87,7 +87,7 @@ fn body(part: Bytes) -> ByteStream {
 /// takes.
 async fn stage(sink: &FsSink, upload: &Upload) -> (UploadHandle, Vec<PartReceipt>) {
     let handle = sink
-        .begin(&SessionId::random(), TOTAL as u64)
+        .begin(&SessionId::random(), Some(TOTAL as u64))
         .await
         .expect("begin");
     let mut receipts = Vec::with_capacity(PARTS);
@@ -95,7 +95,7 @@ async fn stage(sink: &FsSink, upload: &Upload) -> (UploadHandle, Vec<PartReceipt
         let spec = PartSpec {
             index: index as u64,
             offset: (index * PART) as u64,
-            len: PART as u64,
+            len: Some(PART as u64),
         };
         let part = sink
             .put_part(&handle, spec, body(upload.part(index)))
@@ -103,7 +103,7 @@ async fn stage(sink: &FsSink, upload: &Upload) -> (UploadHandle, Vec<PartReceipt
             .expect("put_part");
         receipts.push(PartReceipt {
             offset: spec.offset,
-            len: spec.len,
+            len: PART as u64,
             sha256: upload.part_digests[index],
             part,
         });

@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use crate::checksum::Checksum;
 use crate::digest::Sha256Digest;
 use crate::session::{SessionId, StateKind};
 
@@ -48,6 +49,8 @@ pub enum ErrorKind {
 pub enum DigestScope {
     /// One chunk, by index.
     Chunk(u64),
+    /// The bytes of one append, by the offset it started at.
+    Append(u64),
     /// The whole file.
     File,
 }
@@ -56,6 +59,7 @@ impl fmt::Display for DigestScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DigestScope::Chunk(i) => write!(f, "chunk {i}"),
+            DigestScope::Append(offset) => write!(f, "the bytes from offset {offset}"),
             DigestScope::File => f.write_str("the whole file"),
         }
     }
@@ -96,6 +100,10 @@ pub enum Operation {
     Claim,
     /// Read back the finished blob.
     Read,
+    /// Append bytes at the current offset.
+    Append,
+    /// Declare the upload's length.
+    DeclareLength,
 }
 
 impl fmt::Display for Operation {
@@ -107,6 +115,8 @@ impl fmt::Display for Operation {
             Operation::Status => "read the status",
             Operation::Claim => "claim",
             Operation::Read => "read the blob",
+            Operation::Append => "append",
+            Operation::DeclareLength => "declare the length",
         })
     }
 }
@@ -167,10 +177,35 @@ pub enum Error {
         /// What the checksum covered.
         scope: DigestScope,
         /// The checksum the client sent.
-        expected: Sha256Digest,
-        /// The checksum of the bytes received.
-        actual: Sha256Digest,
+        expected: Checksum,
+        /// The checksum of the bytes received, in the same algorithm.
+        actual: Checksum,
     },
+    /// An append sent bytes for an offset other than the upload's current
+    /// offset. Nothing was stored.
+    #[error("the upload is at offset {expected}; the request sent bytes for offset {provided}")]
+    OffsetMismatch {
+        /// The upload's offset.
+        expected: u64,
+        /// The offset the request claimed.
+        provided: u64,
+    },
+    /// A declared length contradicts the upload's length or its bytes.
+    #[error("inconsistent upload length: {reason}")]
+    InconsistentLength {
+        /// What contradicts what.
+        reason: String,
+    },
+    /// The request carried more bytes than the upload's length leaves room
+    /// for. The bytes up to the length are not kept either.
+    #[error("the upload is {length} bytes long; the request sent bytes past it")]
+    BeyondLength {
+        /// The upload's length.
+        length: u64,
+    },
+    /// Complete needs the upload's length, which no request has declared.
+    #[error("the upload's length is not known yet")]
+    LengthUnknown,
     /// Complete was asked before every byte arrived.
     #[error("upload incomplete: {missing_count} chunk(s) missing")]
     MissingChunks {
@@ -258,11 +293,16 @@ impl Error {
         match self {
             Error::SessionNotFound { .. } => ErrorKind::NotFound,
             Error::SessionGone { .. } => ErrorKind::Gone,
-            Error::InvalidState { .. } | Error::MissingChunks { .. } => ErrorKind::Conflict,
+            Error::InvalidState { .. }
+            | Error::MissingChunks { .. }
+            | Error::OffsetMismatch { .. }
+            | Error::LengthUnknown => ErrorKind::Conflict,
+            Error::BeyondLength { .. } => ErrorKind::TooLarge,
             Error::ChunkOutOfRange { .. }
             | Error::ChunkLength { .. }
             | Error::InvalidFileName { .. }
             | Error::InvalidRequest { .. }
+            | Error::InconsistentLength { .. }
             | Error::Body { .. } => ErrorKind::BadRequest,
             Error::ChecksumMismatch { .. }
             | Error::ContentTypeNotAllowed { .. }
@@ -287,6 +327,10 @@ impl Error {
             Error::ChunkLength { .. } => "chunk-length-mismatch",
             Error::ChecksumMismatch { .. } => "checksum-mismatch",
             Error::MissingChunks { .. } => "missing-chunks",
+            Error::OffsetMismatch { .. } => "mismatching-upload-offset",
+            Error::InconsistentLength { .. } => "inconsistent-upload-length",
+            Error::BeyondLength { .. } => "beyond-upload-length",
+            Error::LengthUnknown => "upload-length-unknown",
             Error::FileTooLarge { .. } => "file-too-large",
             Error::InvalidFileName { .. } => "invalid-file-name",
             Error::ContentTypeNotAllowed { .. } => "content-type-not-allowed",

@@ -80,6 +80,7 @@
 //! | `http` | yes | `resumable::http`: the session REST dialect on the `http` crate's types |
 //! | `conformance` | no | `conformance`: the public test suites every store and sink must pass |
 
+pub mod checksum;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -99,8 +100,9 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::Sha256Digest;
 pub use engine::{
-    Attachment, ChunkOptions, ChunkReceipt, DeclaredRange, Engine, EngineBuilder, EngineConfig,
-    NewUpload, SessionInfo, SessionStatus, SweepReport,
+    AppendOptions, AppendReceipt, Attachment, ChunkOptions, ChunkReceipt, DeclaredRange, Engine,
+    EngineBuilder, EngineConfig, NewAppendUpload, NewUpload, SessionInfo, SessionStatus,
+    SweepReport,
 };
 pub use error::{Error, ErrorKind, SinkError, StoreError};
 pub use policy::{DefaultPolicy, Policy};

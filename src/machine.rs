@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Operation};
 use crate::ledger::{Ledger, PartReceipt};
-use crate::session::{ExpiryReason, FileMeta, Owner, Session, SessionId, SessionState, StateKind};
+use crate::session::{
+    ExpiryReason, FileMeta, Owner, Session, SessionId, SessionState, StateKind, UploadKind,
+};
 use crate::sink::{FinishedBlob, SinkCapabilities, UploadHandle};
 
 /// The server-defined timings of sessions.
@@ -95,9 +97,28 @@ pub fn open(
         created_at: now,
         expires_at: now + timeouts.session_timeout,
         upload,
+        kind: UploadKind::Chunked,
         state: SessionState::Open {
             ledger: Ledger::new(),
         },
+    }
+}
+
+/// A new, open upload that receives its bytes by appending (`kind` is
+/// [`UploadKind::Appended`], [`UploadKind::Partial`] or
+/// [`UploadKind::Final`]). Its length may still be unknown.
+pub fn open_appended(
+    id: SessionId,
+    owner: Owner,
+    file: FileMeta,
+    kind: UploadKind,
+    upload: UploadHandle,
+    now: SystemTime,
+    timeouts: &Timeouts,
+) -> Session {
+    Session {
+        kind,
+        ..open(id, owner, file, u64::MAX, upload, now, timeouts)
     }
 }
 
@@ -183,6 +204,115 @@ pub fn record_chunk(
     Ok((session, replaced))
 }
 
+/// Checks that bytes may be appended at `offset` now, before the body is
+/// read: the upload is open, appended, and at exactly that offset. Returns
+/// how many bytes the upload still has room for, if its length is known.
+pub fn append_target(
+    session: &Session,
+    offset: u64,
+    now: SystemTime,
+) -> Result<Option<u64>, Error> {
+    let ledger = open_ledger(session, Operation::Append, now)?;
+    if !matches!(session.kind, UploadKind::Appended | UploadKind::Partial) {
+        return Err(Error::InvalidState {
+            id: session.id,
+            state: session.state.kind(),
+            operation: Operation::Append,
+        });
+    }
+    let expected = ledger.contiguous_end();
+    if offset != expected {
+        return Err(Error::OffsetMismatch {
+            expected,
+            provided: offset,
+        });
+    }
+    Ok(session.file.size.map(|size| size - expected))
+}
+
+/// Records appended bytes (a part starting at the current offset, within the
+/// length if known) and extends the expiry. A zero-length receipt records
+/// nothing but still counts as activity.
+pub fn record_append(
+    session: Session,
+    receipt: PartReceipt,
+    now: SystemTime,
+    timeouts: &Timeouts,
+) -> Result<Session, Error> {
+    let room = append_target(&session, receipt.offset, now)?;
+    if room.is_some_and(|room| receipt.len > room) {
+        return Err(Error::BeyondLength {
+            length: session.file.size.unwrap_or(0),
+        });
+    }
+    let SessionState::Open { mut ledger } = session.state else {
+        return Err(Error::InvalidState {
+            id: session.id,
+            state: session.state.kind(),
+            operation: Operation::Append,
+        });
+    };
+    if receipt.len > 0 {
+        ledger
+            .insert(receipt)
+            .map_err(|overlap| Error::invalid_request(overlap.to_string()))?;
+    }
+    Ok(Session {
+        expires_at: session.expires_at.max(now + timeouts.session_timeout),
+        state: SessionState::Open { ledger },
+        ..session
+    })
+}
+
+/// Fixes the length of an upload whose length was not known. Declaring the
+/// length it already has changes nothing; any other length, or one shorter
+/// than the bytes received, is refused.
+pub fn declare_length(session: Session, length: u64, now: SystemTime) -> Result<Session, Error> {
+    let ledger = open_ledger(&session, Operation::DeclareLength, now)?;
+    let received = ledger.contiguous_end().max(ledger.received_bytes());
+    match session.file.size {
+        Some(known) if known == length => Ok(session),
+        Some(known) => Err(Error::InconsistentLength {
+            reason: format!("the upload's length is {known}, not {length}"),
+        }),
+        None if length < received => Err(Error::InconsistentLength {
+            reason: format!("{received} bytes were already received, more than {length}"),
+        }),
+        None => {
+            let mut session = session;
+            session.file.size = Some(length);
+            Ok(session)
+        }
+    }
+}
+
+/// Whether every byte of an upload of known length has arrived, so that it
+/// can be completed.
+pub fn is_fully_received(session: &Session) -> bool {
+    match (&session.state, session.file.size) {
+        (SessionState::Open { ledger }, Some(size)) => ledger.is_complete(size),
+        _ => false,
+    }
+}
+
+/// Terminates an upload on the client's request (tus termination): an open
+/// upload, or a completed one that is still temporary. Its bytes are to be
+/// purged. Other states answer as [`abort`] does.
+pub fn terminate(session: Session, now: SystemTime, timeouts: &Timeouts) -> Result<Session, Error> {
+    ensure_alive(&session, now)?;
+    match session.state {
+        SessionState::Completed { .. } => Ok(Session {
+            state: SessionState::Aborted {
+                at: now,
+                purged: false,
+                forget_at: now + timeouts.tombstone_retention,
+            },
+            ..session
+        }),
+        _ => abort(session, now, timeouts),
+    }
+}
+
 /// The indices of the chunks whose bytes are all recorded.
 pub fn received_chunks(session: &Session) -> Vec<u64> {
     chunk_indices(session, true)
@@ -230,7 +360,19 @@ pub fn begin_complete(
     let lease_until = now + timeouts.finalize_lease;
     match session.state {
         SessionState::Open { ledger } => {
-            if !ledger.is_complete(session.file.size) {
+            let Some(size) = session.file.size else {
+                return Err(Error::LengthUnknown);
+            };
+            let is_final = matches!(session.kind, UploadKind::Final { .. });
+            if !is_final && session.kind != UploadKind::Chunked && !ledger.is_complete(size) {
+                return Err(Error::InconsistentLength {
+                    reason: format!(
+                        "the upload has {} of its {size} bytes",
+                        ledger.contiguous_end()
+                    ),
+                });
+            }
+            if !is_final && !ledger.is_complete(size) {
                 let probe = Session {
                     state: SessionState::Open { ledger },
                     ..session

@@ -1,10 +1,10 @@
-//! A body stream that counts, hashes and enforces an exact length on the way
-//! to the sink, and reports how the body ended.
+//! A body stream that counts, hashes and enforces a length on the way to the
+//! sink, and reports how the body ended.
 //!
-//! The sink sees an error item, and so stores nothing, whenever the body is
-//! longer or shorter than the chunk, fails, or (given an expected digest)
-//! does not hash to it. The engine learns which of these happened from the
-//! [`MeterReport`].
+//! The sink sees an error item, and so stores nothing, whenever the body
+//! breaks its length rule, fails (unless the caller keeps cut-off bodies), or
+//! does not match a declared checksum. The engine learns which of these
+//! happened from the [`MeterReport`].
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -13,22 +13,51 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 use futures::stream::BoxStream;
-use sha2::{Digest as _, Sha256};
 
+use crate::checksum::{Checksum, ChecksumAlgorithm, Hasher, LateChecksum};
 use crate::digest::Sha256Digest;
 use crate::error::{BodyLength, BoxError};
+
+/// How long a body must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LengthRule {
+    /// Exactly this many bytes (a chunk).
+    Exact(u64),
+    /// At most this many bytes, if limited (an append); fewer is fine.
+    AtMost(Option<u64>),
+}
+
+/// Which checksum the body must match.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Expected {
+    /// None.
+    #[default]
+    Nothing,
+    /// This one, declared before the body.
+    Now(Checksum),
+    /// One that arrives with the end of the body, in any supported algorithm.
+    Late(LateChecksum),
+}
 
 /// How a metered body ended.
 #[derive(Debug)]
 pub(crate) enum MeterOutcome {
-    /// Exactly the expected length arrived, with this digest.
-    Complete(Sha256Digest),
-    /// More bytes than expected arrived; the body was cut off.
+    /// The body is acceptable: `len` bytes with this SHA-256. `cut_off` holds
+    /// the body's error when the caller keeps cut-off bodies.
+    Complete {
+        len: u64,
+        sha256: Sha256Digest,
+        cut_off: Option<BoxError>,
+    },
+    /// More bytes than allowed arrived; the body was cut off.
     TooLong,
-    /// The body ended after this many bytes, short of the expected length.
+    /// The body ended after this many bytes, short of an exact length.
     TooShort(u64),
-    /// The bytes do not hash to the expected digest.
-    DigestMismatch(Sha256Digest),
+    /// The bytes do not match the declared checksum.
+    ChecksumMismatch {
+        expected: Checksum,
+        actual: Checksum,
+    },
     /// The body stream itself failed.
     Failed(BoxError),
 }
@@ -51,27 +80,47 @@ impl MeterReport {
 /// The metering stream.
 pub(crate) struct Metered {
     inner: BoxStream<'static, Result<Bytes, BoxError>>,
-    expected_len: u64,
-    expected_sha256: Option<Sha256Digest>,
+    rule: LengthRule,
+    keep_cut_off: bool,
+    expected: Expected,
     seen: u64,
-    hasher: Option<Sha256>,
+    /// SHA-256 first, then the algorithms a checksum may need; empty once
+    /// the body ended.
+    hashers: Vec<Hasher>,
     report: MeterReport,
 }
 
 impl Metered {
-    /// Meters `inner`, which must have exactly `expected_len` bytes.
+    /// Meters `inner` under `rule`. With `keep_cut_off`, a body that fails
+    /// mid-way ends cleanly with the bytes received (unless a checksum is
+    /// expected, which such a body cannot match).
     pub(crate) fn new(
         inner: BoxStream<'static, Result<Bytes, BoxError>>,
-        expected_len: u64,
-        expected_sha256: Option<Sha256Digest>,
+        rule: LengthRule,
+        keep_cut_off: bool,
+        expected: Expected,
     ) -> (Self, MeterReport) {
+        let mut hashers = vec![Hasher::new(ChecksumAlgorithm::Sha256)];
+        match &expected {
+            Expected::Now(c) if c.algorithm != ChecksumAlgorithm::Sha256 => {
+                hashers.push(Hasher::new(c.algorithm));
+            }
+            Expected::Late(_) => hashers.extend(
+                ChecksumAlgorithm::ALL
+                    .into_iter()
+                    .filter(|a| *a != ChecksumAlgorithm::Sha256)
+                    .map(Hasher::new),
+            ),
+            _ => {}
+        }
         let report = MeterReport::default();
         let metered = Metered {
             inner,
-            expected_len,
-            expected_sha256,
+            rule,
+            keep_cut_off,
+            expected,
             seen: 0,
-            hasher: Some(Sha256::new()),
+            hashers,
             report: report.clone(),
         };
         (metered, report)
@@ -82,12 +131,70 @@ impl Metered {
         outcome: MeterOutcome,
         message: &'static str,
     ) -> Poll<Option<std::io::Result<Bytes>>> {
-        self.hasher = None;
+        self.hashers.clear();
         self.report.set(outcome);
         Poll::Ready(Some(Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             message,
         ))))
+    }
+
+    /// The body ended (or was cut off and is kept): check length and checksum.
+    fn finish(&mut self, cut_off: Option<BoxError>) -> Poll<Option<std::io::Result<Bytes>>> {
+        if let LengthRule::Exact(len) = self.rule
+            && self.seen < len
+        {
+            let seen = self.seen;
+            return match cut_off {
+                Some(e) => self.fail(MeterOutcome::Failed(e), "request body failed"),
+                None => self.fail(MeterOutcome::TooShort(seen), "body shorter than the chunk"),
+            };
+        }
+        let expected = match std::mem::take(&mut self.expected) {
+            Expected::Nothing => None,
+            Expected::Now(c) => Some(c),
+            Expected::Late(slot) => slot.take(),
+        };
+        let cut_off = match cut_off {
+            Some(e) if expected.is_some() => {
+                return self.fail(MeterOutcome::Failed(e), "request body failed");
+            }
+            other => other,
+        };
+        let sums: Vec<Checksum> = self.hashers.drain(..).map(Hasher::finish).collect();
+        let sha256 =
+            Sha256Digest::from_slice(&sums[0].value).unwrap_or(Sha256Digest::from_bytes([0; 32]));
+        if let Some(expected) = expected {
+            let actual = sums
+                .iter()
+                .find(|s| s.algorithm == expected.algorithm)
+                .cloned();
+            match actual {
+                Some(actual) if actual == expected => {}
+                Some(actual) => {
+                    return self.fail(
+                        MeterOutcome::ChecksumMismatch { expected, actual },
+                        "checksum mismatch",
+                    );
+                }
+                None => {
+                    let actual = Checksum {
+                        algorithm: expected.algorithm,
+                        value: Vec::new(),
+                    };
+                    return self.fail(
+                        MeterOutcome::ChecksumMismatch { expected, actual },
+                        "checksum not computed",
+                    );
+                }
+            }
+        }
+        self.report.set(MeterOutcome::Complete {
+            len: self.seen,
+            sha256,
+            cut_off,
+        });
+        Poll::Ready(None)
     }
 }
 
@@ -96,48 +203,38 @@ impl Stream for Metered {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let Some(hasher) = this.hasher.as_mut() else {
+        if this.hashers.is_empty() {
             return Poll::Ready(None);
-        };
+        }
         match this.inner.as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(bytes))) => {
                 this.seen += bytes.len() as u64;
-                if this.seen > this.expected_len {
-                    return this.fail(MeterOutcome::TooLong, "body longer than the chunk");
+                let limit = match this.rule {
+                    LengthRule::Exact(n) => Some(n),
+                    LengthRule::AtMost(n) => n,
+                };
+                if limit.is_some_and(|max| this.seen > max) {
+                    return this.fail(MeterOutcome::TooLong, "body longer than allowed");
                 }
-                hasher.update(&bytes);
+                for h in &mut this.hashers {
+                    h.update(&bytes);
+                }
                 Poll::Ready(Some(Ok(bytes)))
             }
+            Poll::Ready(Some(Err(e))) if this.keep_cut_off => this.finish(Some(e)),
             Poll::Ready(Some(Err(e))) => this.fail(MeterOutcome::Failed(e), "request body failed"),
-            Poll::Ready(None) => {
-                if this.seen < this.expected_len {
-                    let seen = this.seen;
-                    return this.fail(MeterOutcome::TooShort(seen), "body shorter than the chunk");
-                }
-                let Some(hasher) = this.hasher.take() else {
-                    return Poll::Ready(None);
-                };
-                let digest = Sha256Digest::from_hasher(hasher);
-                if this.expected_sha256.is_some_and(|want| want != digest) {
-                    return this.fail(
-                        MeterOutcome::DigestMismatch(digest),
-                        "chunk checksum mismatch",
-                    );
-                }
-                this.report.set(MeterOutcome::Complete(digest));
-                Poll::Ready(None)
-            }
+            Poll::Ready(None) => this.finish(None),
         }
     }
 }
 
 impl MeterOutcome {
     /// The length the body had, for a length error.
-    pub(crate) fn body_length(&self, expected: u64) -> BodyLength {
+    pub(crate) fn body_length(&self, limit: u64) -> BodyLength {
         match self {
             MeterOutcome::TooShort(n) => BodyLength::Exactly(*n),
-            _ => BodyLength::MoreThan(expected),
+            _ => BodyLength::MoreThan(limit),
         }
     }
 }
@@ -153,6 +250,10 @@ mod tests {
         futures::stream::iter(items).boxed()
     }
 
+    fn failing_after(data: &'static [u8]) -> BoxStream<'static, Result<Bytes, BoxError>> {
+        futures::stream::iter([Ok(Bytes::from_static(data)), Err("reset".into())]).boxed()
+    }
+
     async fn drain(m: Metered) -> (Vec<u8>, bool) {
         let items: Vec<_> = m.collect().await;
         let failed = items.iter().any(Result::is_err);
@@ -160,35 +261,153 @@ mod tests {
         (data, failed)
     }
 
+    fn sha1_of(data: &[u8]) -> Checksum {
+        let mut h = Hasher::new(ChecksumAlgorithm::Sha1);
+        h.update(data);
+        h.finish()
+    }
+
     #[tokio::test]
     async fn exact_length_passes_and_is_hashed() {
-        let (m, report) = Metered::new(body(&[b"ab", b"c"]), 3, None);
+        let (m, report) = Metered::new(
+            body(&[b"ab", b"c"]),
+            LengthRule::Exact(3),
+            false,
+            Expected::Nothing,
+        );
         let (data, failed) = drain(m).await;
         assert_eq!((data.as_slice(), failed), (&b"abc"[..], false));
         match report.take() {
-            Some(MeterOutcome::Complete(d)) => assert_eq!(d, Sha256Digest::of(b"abc")),
+            Some(MeterOutcome::Complete {
+                len: 3,
+                sha256,
+                cut_off: None,
+            }) => {
+                assert_eq!(sha256, Sha256Digest::of(b"abc"))
+            }
             other => panic!("{other:?}"),
         }
     }
 
     #[tokio::test]
-    async fn long_short_and_wrong_digest_bodies_end_in_an_error() {
-        let (m, r) = Metered::new(body(&[b"ab", b"cd"]), 3, None);
+    async fn long_short_and_wrong_checksum_bodies_end_in_an_error() {
+        let (m, r) = Metered::new(
+            body(&[b"ab", b"cd"]),
+            LengthRule::Exact(3),
+            false,
+            Expected::Nothing,
+        );
         assert!(drain(m).await.1);
         assert!(matches!(r.take(), Some(MeterOutcome::TooLong)));
 
-        let (m, r) = Metered::new(body(&[b"ab"]), 3, None);
+        let (m, r) = Metered::new(
+            body(&[b"ab"]),
+            LengthRule::Exact(3),
+            false,
+            Expected::Nothing,
+        );
         assert!(drain(m).await.1);
         assert!(matches!(r.take(), Some(MeterOutcome::TooShort(2))));
 
-        let (m, r) = Metered::new(body(&[b"abc"]), 3, Some(Sha256Digest::of(b"abd")));
+        let wrong = Expected::Now(Sha256Digest::of(b"abd").into());
+        let (m, r) = Metered::new(body(&[b"abc"]), LengthRule::Exact(3), false, wrong);
         assert!(drain(m).await.1);
-        assert!(matches!(r.take(), Some(MeterOutcome::DigestMismatch(_))));
+        assert!(matches!(
+            r.take(),
+            Some(MeterOutcome::ChecksumMismatch { .. })
+        ));
 
-        let failing =
-            futures::stream::iter([Ok(Bytes::from_static(b"a")), Err("reset".into())]).boxed();
-        let (m, r) = Metered::new(failing, 3, None);
+        let (m, r) = Metered::new(
+            failing_after(b"a"),
+            LengthRule::Exact(3),
+            false,
+            Expected::Nothing,
+        );
         assert!(drain(m).await.1);
         assert!(matches!(r.take(), Some(MeterOutcome::Failed(_))));
+    }
+
+    #[tokio::test]
+    async fn appends_take_up_to_the_limit_and_keep_cut_off_bodies() {
+        let (m, r) = Metered::new(
+            body(&[b"ab"]),
+            LengthRule::AtMost(Some(3)),
+            false,
+            Expected::Nothing,
+        );
+        assert!(!drain(m).await.1);
+        assert!(matches!(
+            r.take(),
+            Some(MeterOutcome::Complete { len: 2, .. })
+        ));
+
+        let (m, r) = Metered::new(
+            body(&[b"abcd"]),
+            LengthRule::AtMost(Some(3)),
+            false,
+            Expected::Nothing,
+        );
+        assert!(drain(m).await.1);
+        assert!(matches!(r.take(), Some(MeterOutcome::TooLong)));
+
+        let (m, r) = Metered::new(
+            failing_after(b"ab"),
+            LengthRule::AtMost(None),
+            true,
+            Expected::Nothing,
+        );
+        let (data, failed) = drain(m).await;
+        assert_eq!((data.as_slice(), failed), (&b"ab"[..], false));
+        assert!(matches!(
+            r.take(),
+            Some(MeterOutcome::Complete {
+                len: 2,
+                cut_off: Some(_),
+                ..
+            })
+        ));
+
+        // A cut-off body cannot match a checksum, so it is not kept.
+        let sum = Expected::Now(sha1_of(b"ab"));
+        let (m, r) = Metered::new(failing_after(b"ab"), LengthRule::AtMost(None), true, sum);
+        assert!(drain(m).await.1);
+        assert!(matches!(r.take(), Some(MeterOutcome::Failed(_))));
+    }
+
+    #[tokio::test]
+    async fn other_algorithms_and_late_checksums_are_verified() {
+        let (m, r) = Metered::new(
+            body(&[b"abc"]),
+            LengthRule::AtMost(None),
+            false,
+            Expected::Now(sha1_of(b"abc")),
+        );
+        assert!(!drain(m).await.1);
+        assert!(matches!(r.take(), Some(MeterOutcome::Complete { .. })));
+
+        let late = LateChecksum::new();
+        let (m, r) = Metered::new(
+            body(&[b"abc"]),
+            LengthRule::AtMost(None),
+            false,
+            Expected::Late(late.clone()),
+        );
+        late.set(sha1_of(b"abd"));
+        assert!(drain(m).await.1);
+        assert!(matches!(
+            r.take(),
+            Some(MeterOutcome::ChecksumMismatch { .. })
+        ));
+
+        let late = LateChecksum::new();
+        let (m, r) = Metered::new(
+            body(&[b"abc"]),
+            LengthRule::AtMost(None),
+            false,
+            Expected::Late(late.clone()),
+        );
+        late.set(sha1_of(b"abc"));
+        assert!(!drain(m).await.1);
+        assert!(matches!(r.take(), Some(MeterOutcome::Complete { .. })));
     }
 }

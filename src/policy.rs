@@ -6,7 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::error::{Error, Operation};
-use crate::session::{FileMeta, Owner, Session};
+use crate::session::{FileMeta, FileName, Owner, Session};
 
 /// Validation and authorization, consulted by the engine.
 ///
@@ -19,6 +19,14 @@ pub trait Policy: Send + Sync + fmt::Debug {
     /// ([`Error::FileTooLarge`], [`Error::ContentTypeNotAllowed`],
     /// [`Error::ExtensionNotAllowed`], [`Error::Forbidden`]...).
     async fn check_new_upload(&self, owner: &Owner, file: &FileMeta) -> Result<(), Error>;
+
+    /// The largest file `owner` may upload, if limited. Enforced while bytes
+    /// arrive for uploads whose length is not known in advance, and
+    /// advertised by dialects that can (tus `Tus-Max-Size`).
+    fn max_file_size(&self, owner: &Owner) -> Option<u64> {
+        let _ = owner;
+        None
+    }
 
     /// How many open sessions `owner` may have at once, if limited.
     fn open_session_limit(&self, owner: &Owner) -> Option<u64> {
@@ -143,9 +151,11 @@ impl DefaultPolicy {
 #[async_trait]
 impl Policy for DefaultPolicy {
     async fn check_new_upload(&self, _owner: &Owner, file: &FileMeta) -> Result<(), Error> {
-        if file.size > self.max_file_size {
+        if let Some(size) = file.size
+            && size > self.max_file_size
+        {
             return Err(Error::FileTooLarge {
-                size: file.size,
+                size,
                 max: self.max_file_size,
             });
         }
@@ -155,10 +165,14 @@ impl Policy for DefaultPolicy {
             });
         }
         if let Some(exts) = &self.extensions {
-            let ok = file.name.extension().is_some_and(|e| exts.contains(&e));
-            if !ok {
+            let ext = file.name.as_ref().and_then(FileName::extension);
+            if !ext.is_some_and(|e| exts.contains(&e)) {
                 return Err(Error::ExtensionNotAllowed {
-                    file_name: file.name.to_string(),
+                    file_name: file
+                        .name
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -168,19 +182,22 @@ impl Policy for DefaultPolicy {
     fn open_session_limit(&self, _owner: &Owner) -> Option<u64> {
         self.max_open_sessions
     }
+
+    fn max_file_size(&self, _owner: &Owner) -> Option<u64> {
+        Some(self.max_file_size)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::FileName;
 
     fn file(name: &str, size: u64, ct: Option<&str>) -> FileMeta {
         FileMeta {
-            name: FileName::parse(name).unwrap(),
-            size,
+            name: Some(FileName::parse(name).unwrap()),
+            size: Some(size),
             content_type: ct.map(str::to_owned),
-            sha256: None,
+            ..FileMeta::default()
         }
     }
 

@@ -171,17 +171,99 @@ impl fmt::Debug for FileName {
     }
 }
 
-/// What the client declared about the file at initiate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the client declared about the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
-    /// The cleaned file name.
-    pub name: FileName,
-    /// The exact size in bytes.
-    pub size: u64,
+    /// The cleaned file name, if the dialect carries one.
+    pub name: Option<FileName>,
+    /// The exact size in bytes, once known. Appending dialects may create an
+    /// upload before its length is known (tus `Upload-Defer-Length`, the
+    /// IETF draft's `Upload-Complete`); the length is then fixed once.
+    pub size: Option<u64>,
     /// The declared media type, if any.
     pub content_type: Option<String>,
     /// The expected SHA-256 of the whole file, verified at complete.
     pub sha256: Option<Sha256Digest>,
+    /// Application metadata as the client sent it (tus `Upload-Metadata`).
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
+}
+
+/// Client metadata: unique keys, each with a value of raw bytes (possibly
+/// empty). Stored with hex values; dialects encode them as they need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata(std::collections::BTreeMap<String, Vec<u8>>);
+
+impl Metadata {
+    /// No metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`, returning the previous value.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Option<Vec<u8>> {
+        self.0.insert(key.into(), value.into())
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.0.get(key).map(Vec::as_slice)
+    }
+
+    /// The value of `key` as UTF-8 text, if it is.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The pairs in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, hex::encode(v))))
+    }
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let hexed = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
+        hexed
+            .into_iter()
+            .map(|(k, v)| hex::decode(v).map(|v| (k, v)))
+            .collect::<Result<_, _>>()
+            .map(Metadata)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// How an upload receives its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum UploadKind {
+    /// Chunks addressed by index, in any order (the session REST API).
+    #[default]
+    Chunked,
+    /// Bytes appended at the current offset (tus, the IETF draft, the raw
+    /// single-request upload).
+    Appended,
+    /// An appended upload that is one part of a later concatenation (tus
+    /// `Upload-Concat: partial`).
+    Partial,
+    /// The concatenation of partial uploads, in order (tus `Upload-Concat:
+    /// final`). It receives no bytes of its own.
+    Final {
+        /// The partial uploads, in order.
+        parts: Vec<SessionId>,
+    },
 }
 
 /// The name of a session's state, without its data.
@@ -333,6 +415,9 @@ pub struct Session {
     pub file: FileMeta,
     /// The size of every chunk but the last, chosen by the server.
     pub chunk_size: u64,
+    /// How the upload receives its bytes.
+    #[serde(default)]
+    pub kind: UploadKind,
     /// When it was created.
     pub created_at: SystemTime,
     /// When it expires unless activity extends it. Meaningful while open.
@@ -344,16 +429,18 @@ pub struct Session {
 }
 
 impl Session {
-    /// How many chunks the file has (0 for an empty file).
+    /// How many chunks the file has (0 for an empty file, or while the
+    /// length is not known).
     pub fn total_chunks(&self) -> u64 {
-        self.file.size.div_ceil(self.chunk_size)
+        self.file.size.unwrap_or(0).div_ceil(self.chunk_size)
     }
 
     /// The byte range of chunk `index`, if the index is in range.
     pub fn chunk_range(&self, index: u64) -> Option<Range<u64>> {
+        let size = self.file.size?;
         (index < self.total_chunks()).then(|| {
             let start = index * self.chunk_size;
-            start..(start + self.chunk_size).min(self.file.size)
+            start..(start + self.chunk_size).min(size)
         })
     }
 

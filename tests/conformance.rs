@@ -72,7 +72,7 @@ async fn fs_sink_leaves_only_the_blob_then_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let sink = FsSink::open(dir.path()).unwrap();
     let data = b"0123456789";
-    let h = sink.begin(&SessionId::random(), 10).await.unwrap();
+    let h = sink.begin(&SessionId::random(), Some(10)).await.unwrap();
     let _superseded = put(&sink, &h, 0, 0, b"abcde").await;
     let p0 = put(&sink, &h, 0, 0, &data[..5]).await;
     let failing = futures::stream::iter([
@@ -83,7 +83,7 @@ async fn fs_sink_leaves_only_the_blob_then_nothing() {
     let spec = PartSpec {
         index: 1,
         offset: 5,
-        len: 5,
+        len: Some(5),
     };
     assert!(sink.put_part(&h, spec, failing).await.is_err());
     let p1 = put(&sink, &h, 1, 5, &data[5..]).await;
@@ -137,7 +137,7 @@ async fn fs_sink_in_flight_parts_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Arc::new(FsSink::open(dir.path()).unwrap());
     for purge in [false, true] {
-        let h = sink.begin(&SessionId::random(), 4).await.unwrap();
+        let h = sink.begin(&SessionId::random(), Some(4)).await.unwrap();
         let p0 = put(&*sink, &h, 0, 0, b"abcd").await;
         let (started_tx, started) = oneshot::channel();
         let (release, released) = oneshot::channel::<()>();
@@ -153,7 +153,7 @@ async fn fs_sink_in_flight_parts_leave_nothing() {
             let spec = PartSpec {
                 index: 0,
                 offset: 0,
-                len: 4,
+                len: Some(4),
             };
             async move { sink.put_part(&h, spec, body).await }
         });
@@ -264,7 +264,11 @@ mod broken {
         fn capabilities(&self) -> SinkCapabilities {
             self.inner.capabilities()
         }
-        async fn begin(&self, id: &SessionId, size: u64) -> Result<UploadHandle, SinkError> {
+        async fn begin(
+            &self,
+            id: &SessionId,
+            size: Option<u64>,
+        ) -> Result<UploadHandle, SinkError> {
             self.inner.begin(id, size).await
         }
         async fn put_part(
@@ -275,7 +279,7 @@ mod broken {
         ) -> Result<PartRef, SinkError> {
             if self.resurrects {
                 let id: SessionId = upload.as_str().parse().unwrap();
-                self.inner.begin(&id, 0).await?;
+                self.inner.begin(&id, None).await?;
             }
             self.inner.put_part(upload, spec, body).await
         }
@@ -294,6 +298,15 @@ mod broken {
         ) -> Result<FinishedBlob, SinkError> {
             let expected = expected.filter(|_| !self.ignores_digest);
             self.inner.finalize(upload, parts, expected).await
+        }
+        async fn concatenate(
+            &self,
+            upload: &UploadHandle,
+            sources: &[UploadHandle],
+            expected: Option<Sha256Digest>,
+        ) -> Result<FinishedBlob, SinkError> {
+            let expected = expected.filter(|_| !self.ignores_digest);
+            self.inner.concatenate(upload, sources, expected).await
         }
         async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError> {
             self.inner.read(upload).await
@@ -347,13 +360,13 @@ async fn put(
     let spec = PartSpec {
         index,
         offset,
-        len: bytes.len() as u64,
+        len: Some(bytes.len() as u64),
     };
     let body = futures::stream::iter([Ok(Bytes::from_static(bytes))]).boxed();
     let part = sink.put_part(h, spec, body).await.unwrap();
     PartReceipt {
         offset,
-        len: spec.len,
+        len: bytes.len() as u64,
         sha256: Sha256Digest::of(bytes),
         part,
     }

@@ -291,7 +291,7 @@ fn check(s: &Session, before: &Session, m: &Model, now: SystemTime) -> Result<()
         for p in ledger.parts() {
             prop_assert!(p.len > 0);
             prop_assert!(p.offset >= end, "overlap at {}", p.offset);
-            prop_assert!(p.range().end <= s.file.size);
+            prop_assert!(Some(p.range().end) <= s.file.size);
             prop_assert_eq!(p.offset % s.chunk_size, 0);
             prop_assert_eq!(Some(p.range()), s.chunk_range(p.offset / s.chunk_size));
             end = p.range().end;
@@ -672,10 +672,9 @@ fn run(init: Initiate, cmds: Vec<Cmd>) -> Result<(), TestCaseError> {
     };
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let file = FileMeta {
-        name: FileName::parse("data.bin").unwrap(),
-        size: init.size,
-        content_type: None,
-        sha256: None,
+        name: Some(FileName::parse("data.bin").unwrap()),
+        size: Some(init.size),
+        ..FileMeta::default()
     };
     let session = machine::open(
         SessionId::random(),

@@ -113,11 +113,15 @@ mod fixtures {
     /// A new open session of `chunks` chunks, the last one a byte short.
     pub(super) fn open_session(owner: &Owner, chunks: u64, now: SystemTime) -> Session {
         let id = SessionId::random();
+        let mut metadata = crate::session::Metadata::new();
+        metadata.insert("filename", "conformance ü 🚀.bin");
+        metadata.insert("empty", "");
         let file = FileMeta {
-            name: FileName::parse("conformance ü 🚀.bin").expect("a valid file name"),
-            size: (chunks * CHUNK).saturating_sub(1),
+            name: Some(FileName::parse("conformance ü 🚀.bin").expect("a valid file name")),
+            size: Some((chunks * CHUNK).saturating_sub(1)),
             content_type: Some("application/octet-stream".into()),
             sha256: Some(Sha256Digest::of(id.to_string().as_bytes())),
+            metadata,
         };
         let upload = UploadHandle::new(format!("conformance-{id}"));
         machine::open(id, owner.clone(), file, CHUNK, upload, now, &TIMEOUTS)
@@ -157,7 +161,7 @@ mod fixtures {
         let completed = || {
             let s = finalizing();
             let blob = FinishedBlob {
-                size: s.file.size,
+                size: s.file.size.unwrap_or(0),
                 sha256: Sha256Digest::of(s.id.to_string().as_bytes()),
             };
             machine::finish_complete(s, blob, at(5), &TIMEOUTS).expect("finish_complete")

@@ -172,7 +172,7 @@ pub async fn failing_body_is_an_error(sink: &dyn BlobSink) {
         let spec = PartSpec {
             index: index as u64,
             offset: range.start,
-            len: range.end - range.start,
+            len: Some(range.end - range.start),
         };
         let head = Bytes::copy_from_slice(&up.data[usize_range(range)][..sent]);
         let body = futures::stream::iter([
@@ -297,7 +297,7 @@ pub async fn late_part_after_finalize_is_refused(sink: Arc<dyn BlobSink>) {
     let spec = PartSpec {
         index: 0,
         offset: range.start,
-        len: range.end - range.start,
+        len: Some(range.end - range.start),
     };
     expect_not_found(
         sink.put_part(&up.handle, spec, body(&late)).await,
@@ -329,7 +329,7 @@ pub async fn late_part_after_purge_is_refused(sink: Arc<dyn BlobSink>) {
     let spec = PartSpec {
         index: 1,
         offset: range.start,
-        len: range.end - range.start,
+        len: Some(range.end - range.start),
     };
     expect_not_found(
         sink.put_part(&up.handle, spec, body(&bytes)).await,
@@ -506,7 +506,7 @@ impl InFlight {
         let spec = PartSpec {
             index,
             offset,
-            len: bytes.len() as u64,
+            len: Some(bytes.len() as u64),
         };
         let body = futures::stream::iter([Ok(head)])
             .chain(futures::stream::once(async move {
@@ -555,7 +555,7 @@ fn usize_range(range: &Range<u64>) -> Range<usize> {
 }
 
 async fn begin_ok(sink: &dyn BlobSink, size: u64) -> UploadHandle {
-    ok(sink.begin(&SessionId::random(), size).await, "begin")
+    ok(sink.begin(&SessionId::random(), Some(size)).await, "begin")
 }
 
 async fn put_ok(
@@ -568,12 +568,12 @@ async fn put_ok(
     let spec = PartSpec {
         index,
         offset,
-        len: bytes.len() as u64,
+        len: Some(bytes.len() as u64),
     };
     let part = ok(sink.put_part(handle, spec, body(bytes)).await, "put_part");
     PartReceipt {
         offset,
-        len: spec.len,
+        len: bytes.len() as u64,
         sha256: Sha256Digest::of(bytes),
         part,
     }

@@ -11,6 +11,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use super::Reply;
+use crate::checksum::ChecksumAlgorithm;
 use crate::error::{BodyLength, DigestScope, Error, ErrorKind};
 
 /// The media type of problem replies.
@@ -103,9 +104,19 @@ fn extensions(error: &Error) -> Map<String, Value> {
             expected,
             actual,
         } => {
-            let mut v = json!({ "expectedSha256": expected.to_string(), "actualSha256": actual.to_string() });
-            if let DigestScope::Chunk(i) = scope {
-                v["chunkId"] = json!(i);
+            let alg = match expected.algorithm {
+                ChecksumAlgorithm::Sha1 => "Sha1",
+                ChecksumAlgorithm::Md5 => "Md5",
+                _ => "Sha256",
+            };
+            let mut v = json!({
+                format!("expected{alg}"): hex::encode(&expected.value),
+                format!("actual{alg}"): hex::encode(&actual.value),
+            });
+            match scope {
+                DigestScope::Chunk(i) => v["chunkId"] = json!(i),
+                DigestScope::Append(offset) => v["offset"] = json!(offset),
+                _ => {}
             }
             v
         }

@@ -325,8 +325,8 @@ fn status_reply(s: SessionStatus) -> StatusReply {
     StatusReply {
         session_id: s.id.to_string(),
         state: s.state.as_str(),
-        file_name: s.file.name.to_string(),
-        file_size: s.file.size,
+        file_name: s.file.name.map(String::from).unwrap_or_default(),
+        file_size: s.file.size.unwrap_or(0),
         content_type: s.file.content_type,
         chunk_size: s.chunk_size,
         total_chunks: s.total_chunks,
@@ -340,7 +340,12 @@ fn status_reply(s: SessionStatus) -> StatusReply {
 fn attachment_reply(a: &Attachment) -> AttachmentReply {
     AttachmentReply {
         session_id: a.id.to_string(),
-        file_name: a.file.name.to_string(),
+        file_name: a
+            .file
+            .name
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         file_size: a.blob.size,
         content_type: a.file.content_type.clone(),
         sha256: a.blob.sha256.to_string(),

@@ -123,7 +123,7 @@ impl BlobSink for FsSink {
         }
     }
 
-    async fn begin(&self, id: &SessionId, _size: u64) -> Result<UploadHandle, SinkError> {
+    async fn begin(&self, id: &SessionId, _size: Option<u64>) -> Result<UploadHandle, SinkError> {
         let handle = UploadHandle::new(id.to_string());
         let dir = self.dir(&handle)?;
         let uploads = self.uploads.clone();
@@ -195,6 +195,30 @@ impl BlobSink for FsSink {
             .map(|p| Ok((self.part_path(upload, &p.part)?, p.offset, p.len)))
             .collect::<Result<Vec<_>, SinkError>>()?;
         blocking(move || assemble(&dir, &sources, expected)).await
+    }
+
+    async fn concatenate(
+        &self,
+        upload: &UploadHandle,
+        sources: &[UploadHandle],
+        expected: Option<Sha256Digest>,
+    ) -> Result<FinishedBlob, SinkError> {
+        let dir = self.dir(upload)?;
+        let blobs = sources
+            .iter()
+            .map(|s| Ok((self.blob_path(s)?, self.dir(s)?.join("blob.json"))))
+            .collect::<Result<Vec<_>, SinkError>>()?;
+        blocking(move || {
+            let mut offset = 0;
+            let mut parts = Vec::with_capacity(blobs.len());
+            for (blob, meta) in blobs {
+                let finished = finished_meta(&blob, &meta)?;
+                parts.push((blob, offset, finished.size));
+                offset += finished.size;
+            }
+            assemble(&dir, &parts, expected)
+        })
+        .await
     }
 
     async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError> {

@@ -62,13 +62,44 @@ impl MemorySink {
     }
 }
 
+/// Joins `pieces` into `upload`'s blob, unless `expected` does not match.
+fn publish(
+    uploads: &mut HashMap<String, Upload>,
+    upload: &UploadHandle,
+    pieces: &[Bytes],
+    expected: Option<Sha256Digest>,
+) -> Result<FinishedBlob, SinkError> {
+    let mut data = BytesMut::new();
+    let mut hasher = Sha256::new();
+    for piece in pieces {
+        hasher.update(piece);
+        data.extend_from_slice(piece);
+    }
+    let finished = FinishedBlob {
+        size: data.len() as u64,
+        sha256: Sha256Digest::from_hasher(hasher),
+    };
+    if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
+        return Err(SinkError::DigestMismatch {
+            expected,
+            actual: finished.sha256,
+        });
+    }
+    let up = uploads
+        .get_mut(upload.as_str())
+        .ok_or(SinkError::NotFound)?;
+    up.parts.clear();
+    up.blob = Some((data.freeze(), finished));
+    Ok(finished)
+}
+
 #[async_trait]
 impl BlobSink for MemorySink {
     fn capabilities(&self) -> SinkCapabilities {
         self.capabilities
     }
 
-    async fn begin(&self, id: &SessionId, _size: u64) -> Result<UploadHandle, SinkError> {
+    async fn begin(&self, id: &SessionId, _size: Option<u64>) -> Result<UploadHandle, SinkError> {
         let handle = id.to_string();
         self.uploads().entry(handle.clone()).or_default();
         Ok(UploadHandle::new(handle))
@@ -110,37 +141,44 @@ impl BlobSink for MemorySink {
         expected: Option<Sha256Digest>,
     ) -> Result<FinishedBlob, SinkError> {
         let mut uploads = self.uploads();
-        let up = uploads
-            .get_mut(upload.as_str())
-            .ok_or(SinkError::NotFound)?;
+        let up = uploads.get(upload.as_str()).ok_or(SinkError::NotFound)?;
         if let Some((_, finished)) = &up.blob {
             return Ok(*finished);
         }
-        let mut data = BytesMut::new();
-        let mut hasher = Sha256::new();
+        let mut pieces = Vec::with_capacity(parts.len());
         for p in parts {
             let bytes = up.parts.get(p.part.as_str()).ok_or(SinkError::NotFound)?;
-            if bytes.len() as u64 != p.len || data.len() as u64 != p.offset {
+            if bytes.len() as u64 != p.len {
                 return Err(SinkError::Backend(
                     "a part does not match its receipt".into(),
                 ));
             }
-            hasher.update(bytes);
-            data.extend_from_slice(bytes);
+            pieces.push(bytes.clone());
         }
-        let finished = FinishedBlob {
-            size: data.len() as u64,
-            sha256: Sha256Digest::from_hasher(hasher),
-        };
-        if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
-            return Err(SinkError::DigestMismatch {
-                expected,
-                actual: finished.sha256,
-            });
+        publish(&mut uploads, upload, &pieces, expected)
+    }
+
+    async fn concatenate(
+        &self,
+        upload: &UploadHandle,
+        sources: &[UploadHandle],
+        expected: Option<Sha256Digest>,
+    ) -> Result<FinishedBlob, SinkError> {
+        let mut uploads = self.uploads();
+        let up = uploads.get(upload.as_str()).ok_or(SinkError::NotFound)?;
+        if let Some((_, finished)) = &up.blob {
+            return Ok(*finished);
         }
-        up.parts.clear();
-        up.blob = Some((data.freeze(), finished));
-        Ok(finished)
+        let pieces = sources
+            .iter()
+            .map(|s| {
+                let source = uploads.get(s.as_str()).and_then(|u| u.blob.as_ref());
+                source
+                    .map(|(data, _)| data.clone())
+                    .ok_or(SinkError::NotFound)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        publish(&mut uploads, upload, &pieces, expected)
     }
 
     async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError> {

@@ -92,8 +92,10 @@ pub struct PartSpec {
     pub index: u64,
     /// Its first byte in the file.
     pub offset: u64,
-    /// Its exact length. The body has exactly this many bytes or fails.
-    pub len: u64,
+    /// Its exact length, if known in advance (a chunk): the body then has
+    /// exactly this many bytes or fails. `None` for an append whose length
+    /// shows only when its body ends.
+    pub len: Option<u64>,
 }
 
 /// Storage for the bytes of uploads.
@@ -127,8 +129,9 @@ pub trait BlobSink: Send + Sync + fmt::Debug {
     /// The sizes this sink takes.
     fn capabilities(&self) -> SinkCapabilities;
 
-    /// Prepares storage for a new upload of `size` bytes.
-    async fn begin(&self, id: &SessionId, size: u64) -> Result<UploadHandle, SinkError>;
+    /// Prepares storage for a new upload of `size` bytes (`None` while the
+    /// length is unknown).
+    async fn begin(&self, id: &SessionId, size: Option<u64>) -> Result<UploadHandle, SinkError>;
 
     /// Streams one part to storage and returns its reference once durable.
     async fn put_part(
@@ -150,6 +153,17 @@ pub trait BlobSink: Send + Sync + fmt::Debug {
         expected: Option<Sha256Digest>,
     ) -> Result<FinishedBlob, SinkError>;
 
+    /// Publishes as `upload`'s blob the finished blobs of `sources`, in
+    /// order, copied within the storage (never through the client). As for
+    /// `finalize`: nothing is published if `expected` does not match, and
+    /// the call is idempotent and safe to run concurrently.
+    async fn concatenate(
+        &self,
+        upload: &UploadHandle,
+        sources: &[UploadHandle],
+        expected: Option<Sha256Digest>,
+    ) -> Result<FinishedBlob, SinkError>;
+
     /// Streams the finished blob back.
     async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError>;
 
@@ -162,7 +176,7 @@ impl<T: BlobSink + ?Sized> BlobSink for std::sync::Arc<T> {
     fn capabilities(&self) -> SinkCapabilities {
         (**self).capabilities()
     }
-    async fn begin(&self, id: &SessionId, size: u64) -> Result<UploadHandle, SinkError> {
+    async fn begin(&self, id: &SessionId, size: Option<u64>) -> Result<UploadHandle, SinkError> {
         (**self).begin(id, size).await
     }
     async fn put_part(
@@ -183,6 +197,14 @@ impl<T: BlobSink + ?Sized> BlobSink for std::sync::Arc<T> {
         expected: Option<Sha256Digest>,
     ) -> Result<FinishedBlob, SinkError> {
         (**self).finalize(upload, parts, expected).await
+    }
+    async fn concatenate(
+        &self,
+        upload: &UploadHandle,
+        sources: &[UploadHandle],
+        expected: Option<Sha256Digest>,
+    ) -> Result<FinishedBlob, SinkError> {
+        (**self).concatenate(upload, sources, expected).await
     }
     async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError> {
         (**self).read(upload).await

@@ -167,7 +167,7 @@ async fn run_scenario(s: Scenario) -> Result<(), TestCaseError> {
                 let r = send(index, bytes, with_sha(claimed)).await;
                 prop_assert!(
                     matches!(&r, Err(Error::ChecksumMismatch { scope: DigestScope::Chunk(i), expected, actual })
-                        if *i == index && *expected == claimed && *actual == actual_sha),
+                        if *i == index && *expected == claimed.into() && *actual == actual_sha.into()),
                     "{:?}",
                     r
                 );

@@ -59,7 +59,7 @@ async fn full_upload_out_of_order_and_in_parallel(backend: Backend) {
         attachment.reap_at,
         Some(t0() + timeouts().temporary_max_age)
     );
-    assert_eq!(attachment.file.name.as_str(), "data.bin");
+    assert_eq!(attachment.file.name.as_ref().unwrap().as_str(), "data.bin");
     assert_eq!(h.read_back(&me, info.id).await, source);
 
     // Complete is idempotent; claim makes the upload permanent.
@@ -216,7 +216,7 @@ async fn a_chunk_checksum_mismatch_is_refused_then_a_correct_resend_works(backen
         assert_err!(
             r,
             Error::ChecksumMismatch { scope: DigestScope::Chunk(2), expected, actual }
-                if expected == sha256(claimed) && actual == sha256(sent)
+                if expected == sha256(claimed).into() && actual == sha256(sent).into()
         );
     }
     let status = h.engine.status(&me, info.id).await.unwrap();
@@ -255,7 +255,7 @@ async fn a_file_checksum_mismatch_reopens_the_session_for_repair(backend: Backen
     assert_err!(
         h.engine.complete(&me, info.id).await,
         Error::ChecksumMismatch { scope: DigestScope::File, expected, actual }
-            if expected == sha256(&source) && actual == sha256(&corrupted)
+            if expected == sha256(&source).into() && actual == sha256(&corrupted).into()
     );
     let status = h.engine.status(&me, info.id).await.unwrap();
     assert_eq!(status.state, StateKind::Open);

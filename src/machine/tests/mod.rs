@@ -73,10 +73,11 @@ fn caps(min: u64, max: u64, max_parts: u64) -> SinkCapabilities {
 /// An open session of `size` bytes in chunks of `chunk_size`, created at `t0`.
 fn session(size: u64, chunk_size: u64) -> Session {
     let file = FileMeta {
-        name: FileName::parse("file.bin").unwrap(),
-        size,
+        name: Some(FileName::parse("file.bin").unwrap()),
+        size: Some(size),
         content_type: None,
         sha256: None,
+        ..FileMeta::default()
     };
     open(
         SessionId::random(),

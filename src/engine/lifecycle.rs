@@ -1,0 +1,184 @@
+//! What every dialect shares once bytes are in: complete, abort, status,
+//! claim, read.
+
+use super::types::{Attachment, SessionStatus};
+use super::{Actor, Engine};
+use crate::error::{DigestScope, Error, Operation, SinkError};
+use crate::ledger::PartReceipt;
+use crate::machine::{self, Completion};
+use crate::session::{Owner, Session, SessionId, UploadKind};
+use crate::sink::{ByteStream, FinishedBlob};
+
+/// Why assembling a blob failed.
+enum AssemblyFailure {
+    /// The sink failed (or the bytes do not match the expected digest).
+    Sink(SinkError),
+    /// A partial upload of a concatenation is missing or not complete.
+    Engine(Error),
+}
+
+impl Engine {
+    /// Completes an upload: checks every byte arrived, assembles the blob,
+    /// verifies the expected whole-file SHA-256 if one was given, and leaves
+    /// the upload *temporary* until [`claim`](Engine::claim)ed. Completing a
+    /// completed upload returns the same attachment.
+    pub async fn complete(&self, caller: &Owner, id: SessionId) -> Result<Attachment, Error> {
+        self.finish(id, Actor::Client(caller, Operation::Complete))
+            .await
+    }
+
+    /// Completes an upload for `actor`: takes the session into
+    /// `finalizing`, assembles its blob (from its parts, or for a tus final
+    /// upload from its partial uploads' blobs), and records the outcome.
+    pub(super) async fn finish(
+        &self,
+        id: SessionId,
+        actor: Actor<'_>,
+    ) -> Result<Attachment, Error> {
+        let timeouts = self.config.timeouts;
+        let (session, done) = self
+            .update(id, actor, |s, now| {
+                Ok(match machine::begin_complete(s, now, &timeouts)? {
+                    Completion::Finalize(s) => (Some(s), None),
+                    Completion::AlreadyCompleted(blob) => (None, Some(blob)),
+                })
+            })
+            .await?;
+        if let Some(blob) = done {
+            return Ok(Attachment::of(&session, blob));
+        }
+        match self.assemble(&session).await {
+            Ok(blob) => {
+                let finished = self
+                    .update(id, Actor::Engine, |s, now| {
+                        Ok((Some(machine::finish_complete(s, blob, now, &timeouts)?), ()))
+                    })
+                    .await;
+                match finished {
+                    Ok((session, ())) => {
+                        tracing::info!(session = %id, size = blob.size, sha256 = %blob.sha256, "upload completed");
+                        Ok(Attachment::of(&session, blob))
+                    }
+                    Err(e) => self.completed_elsewhere(id, blob).await.ok_or(e),
+                }
+            }
+            Err(failure) => {
+                let reopened = self
+                    .update(id, Actor::Engine, |s, now| {
+                        Ok((Some(machine::reopen(s, now, &timeouts)?), ()))
+                    })
+                    .await;
+                if let Err(e) = reopened {
+                    tracing::warn!(session = %id, error = %e, "could not reopen after a failed finalize");
+                }
+                Err(match failure {
+                    AssemblyFailure::Sink(SinkError::DigestMismatch { expected, actual }) => {
+                        Error::ChecksumMismatch {
+                            scope: DigestScope::File,
+                            expected: expected.into(),
+                            actual: actual.into(),
+                        }
+                    }
+                    AssemblyFailure::Sink(other) => other.into(),
+                    AssemblyFailure::Engine(e) => e,
+                })
+            }
+        }
+    }
+
+    /// Builds the blob of a `finalizing` session.
+    async fn assemble(&self, session: &Session) -> Result<FinishedBlob, AssemblyFailure> {
+        let expected = session.file.sha256;
+        if let UploadKind::Final { parts } = &session.kind {
+            let mut sources = Vec::with_capacity(parts.len());
+            for part in parts {
+                let loaded = self
+                    .load(*part, Actor::Engine)
+                    .await
+                    .map_err(AssemblyFailure::Engine)?;
+                machine::readable_blob(&loaded.session, self.clock.now())
+                    .map_err(AssemblyFailure::Engine)?;
+                sources.push(loaded.session.upload);
+            }
+            return self
+                .sink
+                .concatenate(&session.upload, &sources, expected)
+                .await
+                .map_err(AssemblyFailure::Sink);
+        }
+        let parts: Vec<PartReceipt> = session
+            .state
+            .ledger()
+            .map(|l| l.parts().cloned().collect())
+            .unwrap_or_default();
+        self.sink
+            .finalize(&session.upload, &parts, expected)
+            .await
+            .map_err(AssemblyFailure::Sink)
+    }
+
+    /// Aborts an open upload and deletes every byte it holds.
+    pub async fn abort(&self, caller: &Owner, id: SessionId) -> Result<(), Error> {
+        let timeouts = self.config.timeouts;
+        let (session, ()) = self
+            .update(id, Actor::Client(caller, Operation::Abort), |s, now| {
+                Ok((Some(machine::abort(s, now, &timeouts)?), ()))
+            })
+            .await?;
+        self.purge_and_mark(&session).await;
+        tracing::debug!(session = %id, "upload aborted");
+        Ok(())
+    }
+
+    /// What a client needs to resume: state, chunks received, expiry.
+    pub async fn status(&self, caller: &Owner, id: SessionId) -> Result<SessionStatus, Error> {
+        let loaded = self
+            .load(id, Actor::Client(caller, Operation::Status))
+            .await?;
+        let s = loaded.session;
+        machine::ensure_alive(&s, self.clock.now())?;
+        Ok(SessionStatus {
+            id: s.id,
+            state: s.state.kind(),
+            chunk_size: s.chunk_size,
+            total_chunks: s.total_chunks(),
+            received_chunks: machine::received_chunks(&s),
+            missing_chunks: machine::missing_chunks(&s),
+            received_bytes: match (s.state.ledger(), s.state.blob()) {
+                (Some(l), _) => l.received_bytes(),
+                (None, Some(b)) => b.size,
+                (None, None) => 0,
+            },
+            expires_at: s.expires_at,
+            kind: s.kind.clone(),
+            offset: match (s.state.ledger(), s.state.blob()) {
+                (Some(l), _) => l.contiguous_end(),
+                (None, Some(b)) => b.size,
+                (None, None) => 0,
+            },
+            blob: s.state.blob().copied(),
+            file: s.file,
+        })
+    }
+
+    /// Claims a completed upload for the application: it becomes permanent
+    /// and the sweep no longer reaps it.
+    pub async fn claim(&self, caller: &Owner, id: SessionId) -> Result<Attachment, Error> {
+        let (session, ()) = self
+            .update(id, Actor::Client(caller, Operation::Claim), |s, now| {
+                Ok((Some(machine::claim(s, now)?), ()))
+            })
+            .await?;
+        let blob = machine::readable_blob(&session, self.clock.now())?;
+        Ok(Attachment::of(&session, blob))
+    }
+
+    /// Streams back the blob of a completed or claimed upload.
+    pub async fn read(&self, caller: &Owner, id: SessionId) -> Result<ByteStream, Error> {
+        let loaded = self
+            .load(id, Actor::Client(caller, Operation::Read))
+            .await?;
+        machine::readable_blob(&loaded.session, self.clock.now())?;
+        Ok(self.sink.read(&loaded.session.upload).await?)
+    }
+}

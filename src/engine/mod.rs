@@ -1,0 +1,379 @@
+//! The engine: the async orchestration of store, sink, policy and clock
+//! around the pure [`machine`].
+//!
+//! Every operation loads the session, asks the machine, streams bytes into
+//! the sink where there are any, and records the outcome with a
+//! compare-and-swap, loading again on conflict. Nothing is cached between
+//! requests, so any number of engines in any number of processes can share
+//! one store and one sink.
+//!
+//! - `chunked`: the session REST flow (initiate, chunks by index);
+//! - `appended`: the appending dialects (create, append at the offset,
+//!   declare the length, concatenate);
+//! - `lifecycle`: complete, abort, status, claim, read;
+//! - `sweep`: expiry and cleanup.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{BoxError, Error, Operation, SinkError, StoreError};
+use crate::ledger::PartRef;
+use crate::machine::{self, Timeouts};
+use crate::meter::{Expected, LengthRule, MeterOutcome, Metered};
+use crate::policy::{DefaultPolicy, Policy};
+use crate::session::{Owner, Session, SessionId};
+use crate::sink::{BlobSink, FinishedBlob, PartSpec, UploadHandle};
+use crate::store::SessionStore;
+
+mod appended;
+mod chunked;
+mod lifecycle;
+mod sweep;
+mod types;
+
+pub use types::*;
+
+/// The engine's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// The chunk size the server prefers; each session gets this size unless
+    /// the sink's capabilities or the file's size call for another.
+    pub chunk_size: u64,
+    /// Session timings.
+    pub timeouts: Timeouts,
+    /// How many times one operation retries a compare-and-swap conflict
+    /// before answering [`Error::Contention`].
+    pub max_conflict_retries: u32,
+    /// How many due sessions one [`Engine::sweep`] handles at most.
+    pub sweep_batch: usize,
+}
+
+impl Default for EngineConfig {
+    /// 8 MiB chunks, default [`Timeouts`], 64 retries, batches of 1,000.
+    fn default() -> Self {
+        EngineConfig {
+            chunk_size: 8 << 20,
+            timeouts: Timeouts::default(),
+            max_conflict_retries: 64,
+            sweep_batch: 1000,
+        }
+    }
+}
+
+/// The upload engine. Cheap to share: wrap it in an [`Arc`].
+pub struct Engine {
+    store: Arc<dyn SessionStore>,
+    sink: Arc<dyn BlobSink>,
+    policy: Arc<dyn Policy>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .field("sink", &self.sink)
+            .field("policy", &self.policy)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Engine`].
+#[derive(Debug)]
+pub struct EngineBuilder {
+    store: Arc<dyn SessionStore>,
+    sink: Arc<dyn BlobSink>,
+    policy: Arc<dyn Policy>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+}
+
+impl EngineBuilder {
+    /// Sets the policy (default: [`DefaultPolicy`]).
+    pub fn policy(mut self, policy: impl Policy + 'static) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Sets the clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the whole configuration.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the preferred chunk size.
+    pub fn chunk_size(mut self, bytes: u64) -> Self {
+        self.config.chunk_size = bytes.max(1);
+        self
+    }
+
+    /// Sets the session timeout (inactivity before expiry).
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeouts.session_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a completed upload stays temporary.
+    pub fn temporary_max_age(mut self, age: Duration) -> Self {
+        self.config.timeouts.temporary_max_age = age;
+        self
+    }
+
+    /// Builds the engine.
+    pub fn build(self) -> Engine {
+        Engine {
+            store: self.store,
+            sink: self.sink,
+            policy: self.policy,
+            clock: self.clock,
+            config: self.config,
+        }
+    }
+}
+
+/// Which caller an internal update acts for: a client (authorized against the
+/// policy) or the engine itself (a follow-up step or the sweep).
+#[derive(Clone, Copy)]
+enum Actor<'a> {
+    Client(&'a Owner, Operation),
+    Engine,
+}
+
+impl Engine {
+    /// Starts building an engine over a store and a sink.
+    pub fn builder(
+        store: impl SessionStore + 'static,
+        sink: impl BlobSink + 'static,
+    ) -> EngineBuilder {
+        EngineBuilder {
+            store: Arc::new(store),
+            sink: Arc::new(sink),
+            policy: Arc::new(DefaultPolicy::default()),
+            clock: Arc::new(SystemClock),
+            config: EngineConfig::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The session store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// The blob sink.
+    pub fn sink(&self) -> &Arc<dyn BlobSink> {
+        &self.sink
+    }
+
+    /// Now, by the injected clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    /// Asks the policy whether `caller` may start uploading `file`, and
+    /// enforces the caller's limit of open sessions.
+    async fn admit(&self, caller: &Owner, file: &crate::session::FileMeta) -> Result<(), Error> {
+        self.policy.check_new_upload(caller, file).await?;
+        if let Some(limit) = self.policy.open_session_limit(caller)
+            && self.store.count_active(caller, self.clock.now()).await? >= limit
+        {
+            return Err(Error::QuotaExceeded { limit });
+        }
+        Ok(())
+    }
+
+    /// Begins the sink's upload for a fresh id, builds the session with
+    /// `build` and stores it; on failure, purges what the sink began.
+    async fn create_session(
+        &self,
+        build: impl FnOnce(SessionId, UploadHandle, SystemTime) -> Session,
+    ) -> Result<Session, Error> {
+        let id = SessionId::random();
+        let handle = self.sink.begin(&id, None).await?;
+        let session = build(id, handle, self.clock.now());
+        if let Err(e) = self.store.create(&session).await {
+            self.purge_quietly(&session).await;
+            return Err(e.into());
+        }
+        tracing::debug!(session = %id, size = ?session.file.size, kind = ?session.kind, "upload created");
+        Ok(session)
+    }
+
+    /// Deletes the bytes of an aborted session and records that; if either
+    /// step fails the sweep finishes the work later.
+    async fn purge_and_mark(&self, session: &Session) {
+        if let Err(e) = self.sink.purge(&session.upload).await {
+            tracing::warn!(session = %session.id, error = %e, "purge failed; the sweep retries");
+            return;
+        }
+        let marked = self
+            .update(session.id, Actor::Engine, |s, _| {
+                Ok((Some(machine::mark_purged(s)), ()))
+            })
+            .await;
+        if let Err(e) = marked {
+            tracing::debug!(session = %session.id, error = %e, "could not mark purged; the sweep retries");
+        }
+    }
+
+    async fn purge_quietly(&self, session: &Session) {
+        if let Err(e) = self.sink.purge(&session.upload).await {
+            tracing::warn!(session = %session.id, error = %e, "could not purge an unused upload");
+        }
+    }
+
+    /// After a lost race to record completion: the upload may have been
+    /// completed by another finalizer with the same blob.
+    async fn completed_elsewhere(&self, id: SessionId, blob: FinishedBlob) -> Option<Attachment> {
+        let loaded = self.store.load(&id).await.ok()??;
+        (loaded.session.state.blob() == Some(&blob)).then(|| Attachment::of(&loaded.session, blob))
+    }
+
+    /// The error for a session whose sink upload vanished under a request.
+    async fn gone_or_state(&self, id: SessionId, operation: Operation) -> Error {
+        match self.store.load(&id).await {
+            Ok(Some(v)) => match machine::ensure_alive(&v.session, self.clock.now()) {
+                Err(e) => e,
+                Ok(()) => Error::InvalidState {
+                    id,
+                    state: v.session.state.kind(),
+                    operation,
+                },
+            },
+            Ok(None) => Error::SessionNotFound { id: id.to_string() },
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn load(
+        &self,
+        id: SessionId,
+        actor: Actor<'_>,
+    ) -> Result<crate::store::Versioned, Error> {
+        let loaded = self
+            .store
+            .load(&id)
+            .await?
+            .ok_or_else(|| Error::SessionNotFound { id: id.to_string() })?;
+        if let Actor::Client(caller, operation) = actor {
+            self.policy
+                .authorize(caller, &loaded.session, operation)
+                .await?;
+        }
+        Ok(loaded)
+    }
+
+    /// Load, apply `change`, compare-and-swap; again on conflict. `change`
+    /// returns the session to store (or `None` to store nothing) and a value.
+    async fn update<T>(
+        &self,
+        id: SessionId,
+        actor: Actor<'_>,
+        change: impl Fn(Session, SystemTime) -> Result<(Option<Session>, T), Error>,
+    ) -> Result<(Session, T), Error> {
+        for attempt in 0..=self.config.max_conflict_retries {
+            let loaded = self.load(id, actor).await?;
+            let unchanged = loaded.session.clone();
+            let (next, value) = change(loaded.session, self.clock.now())?;
+            let Some(next) = next else {
+                return Ok((unchanged, value));
+            };
+            match self.store.update(&next, loaded.version).await {
+                Ok(_) => return Ok((next, value)),
+                Err(StoreError::Conflict) => backoff(attempt).await,
+                Err(StoreError::NotFound) => {
+                    return Err(Error::SessionNotFound { id: id.to_string() });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contention { id })
+    }
+}
+
+/// A short, jittered pause before retrying a conflicting update.
+async fn backoff(attempt: u32) {
+    let cap_us = 200u64 << attempt.min(6);
+    tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=cap_us))).await;
+}
+
+/// A body stored by [`Engine::store_body`]: where, how long, its SHA-256, and
+/// the error that cut it off if a cut-off body was kept.
+struct StoredBody {
+    part: PartRef,
+    len: u64,
+    sha256: crate::digest::Sha256Digest,
+    cut_off: Option<BoxError>,
+}
+
+/// How storing a body failed: the meter's verdict on the body, or the sink's.
+enum BodyFailure {
+    Meter(MeterOutcome),
+    Sink(SinkError),
+}
+
+impl Engine {
+    /// Streams `body` through the meter into the sink as one part of
+    /// `upload`. The part is stored only if the body passed the meter.
+    async fn store_body<S, E>(
+        &self,
+        upload: &UploadHandle,
+        spec: PartSpec,
+        body: S,
+        rule: LengthRule,
+        keep_cut_off: bool,
+        expected: Expected,
+    ) -> Result<StoredBody, BodyFailure>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        let (metered, report) = Metered::new(
+            body.map_err(Into::into).boxed(),
+            rule,
+            keep_cut_off,
+            expected,
+        );
+        let stored = self.sink.put_part(upload, spec, metered.boxed()).await;
+        match (stored, report.take()) {
+            (
+                Ok(part),
+                Some(MeterOutcome::Complete {
+                    len,
+                    sha256,
+                    cut_off,
+                }),
+            ) => Ok(StoredBody {
+                part,
+                len,
+                sha256,
+                cut_off,
+            }),
+            (Ok(part), _) => {
+                let _ = self.sink.discard_part(upload, &part).await;
+                Err(BodyFailure::Sink(SinkError::Backend(
+                    "the sink did not read the whole body".into(),
+                )))
+            }
+            (Err(e), None | Some(MeterOutcome::Complete { .. })) => Err(BodyFailure::Sink(e)),
+            (Err(_), Some(outcome)) => Err(BodyFailure::Meter(outcome)),
+        }
+    }
+}
