@@ -19,20 +19,9 @@ if [ $# -eq 0 ]; then
   head -c $((40 * 1024 * 1024 + 12345)) /dev/urandom > "$file"
 fi
 
-cargo build --quiet --example server
-bin="${CARGO_TARGET_DIR:-target}/debug/examples/server"
-: > "$log"
-"$bin" --addr 127.0.0.1:0 --data-dir "$data" --chunk-size $((8 * 1024 * 1024)) > "$log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
-
-addr=""
-for _ in $(seq 1 100); do
-  addr=$(sed -n 's/.*listening addr=\([0-9.:]*\).*/\1/p' "$log" | head -n 1 || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "the server did not start:"; cat "$log"; exit 1; }
+source scripts/lib/server.sh
+start_server "$data" "$log" --chunk-size $((8 * 1024 * 1024))
+addr=$SERVER_ADDR
 base="http://$addr/attachment"
 echo "server listening on $addr (data in $data)"
 
@@ -73,8 +62,6 @@ echo "completed: $(json state <<< "$done_json"), sha256 $stored_sha"
 blob="$data/blobs/uploads/$id/blob"
 [ "$stored_sha" = "$sha" ] || { echo "FAIL: the server's SHA-256 differs from the source's"; exit 1; }
 [ "$(sha256sum "$blob" | cut -d' ' -f1)" = "$sha" ] || { echo "FAIL: the stored file differs from the source"; exit 1; }
-kill -TERM "$server"
-wait "$server" || true
-trap - EXIT
+stop_server
 echo "OK: $blob equals the source ($size bytes)"
 if [ "${CI:-}" = "true" ]; then rm -rf "$work"; fi

@@ -189,10 +189,11 @@ pub struct FileMeta {
     pub metadata: Metadata,
 }
 
-/// Client metadata: unique keys, each with a value of raw bytes (possibly
-/// empty). Stored with hex values; dialects encode them as they need.
+/// Client metadata: unique keys in the order the client sent them, each with
+/// a value of raw bytes (possibly empty). Stored with hex values; dialects
+/// encode them as they need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Metadata(std::collections::BTreeMap<String, Vec<u8>>);
+pub struct Metadata(Vec<(String, Vec<u8>)>);
 
 impl Metadata {
     /// No metadata.
@@ -200,14 +201,25 @@ impl Metadata {
         Self::default()
     }
 
-    /// Sets `key` to `value`, returning the previous value.
+    /// Sets `key` to `value` (keeping its place if it was set), returning
+    /// the previous value.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Option<Vec<u8>> {
-        self.0.insert(key.into(), value.into())
+        let (key, value) = (key.into(), value.into());
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => Some(std::mem::replace(v, value)),
+            None => {
+                self.0.push((key, value));
+                None
+            }
+        }
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.0.get(key).map(Vec::as_slice)
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// The value of `key` as UTF-8 text, if it is.
@@ -215,7 +227,7 @@ impl Metadata {
         self.get(key).and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// The pairs in key order.
+    /// The pairs in the client's order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }
@@ -228,19 +240,19 @@ impl Metadata {
 
 impl Serialize for Metadata {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(k, v)| (k, hex::encode(v))))
+        serializer.collect_seq(self.0.iter().map(|(k, v)| (k, hex::encode(v))))
     }
 }
 
 impl<'de> Deserialize<'de> for Metadata {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let hexed = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
-        hexed
-            .into_iter()
-            .map(|(k, v)| hex::decode(v).map(|v| (k, v)))
-            .collect::<Result<_, _>>()
-            .map(Metadata)
-            .map_err(serde::de::Error::custom)
+        let hexed = Vec::<(String, String)>::deserialize(deserializer)?;
+        let mut metadata = Metadata::new();
+        for (k, v) in hexed {
+            let v = hex::decode(v).map_err(serde::de::Error::custom)?;
+            metadata.insert(k, v);
+        }
+        Ok(metadata)
     }
 }
 

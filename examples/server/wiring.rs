@@ -1,5 +1,5 @@
 //! The axum wiring of the example server, shared with the integration tests:
-//! every request under the API's base path goes to the REST dialect.
+//! the session REST API under `/attachment`, tus under `/files`.
 
 use std::sync::Arc;
 
@@ -9,24 +9,41 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use resumable::Engine;
-use resumable::http::RestApi;
+use resumable::http::{RestApi, TusApi};
 
 use crate::common::owner_of;
 
-/// The router: the REST dialect under `/attachment`, 404 elsewhere.
-pub(crate) fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .fallback(handle)
-        .with_state(Arc::new(RestApi::new(engine)))
+/// The dialects the server speaks.
+#[derive(Debug)]
+struct Dialects {
+    rest: RestApi,
+    tus: TusApi,
 }
 
-async fn handle(State(api): State<Arc<RestApi>>, request: Request) -> Response {
+/// The router: every dialect under its base path, 404 elsewhere.
+pub(crate) fn router(engine: Arc<Engine>) -> Router {
+    let dialects = Dialects {
+        rest: RestApi::new(engine.clone()),
+        tus: TusApi::new(engine),
+    };
+    Router::new()
+        .fallback(handle)
+        .with_state(Arc::new(dialects))
+}
+
+async fn handle(State(dialects): State<Arc<Dialects>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    if !api.matches(parts.uri.path()) {
-        return StatusCode::NOT_FOUND.into_response();
-    }
     let owner = owner_of(&parts.headers);
-    api.handle(&parts, &owner, body.into_data_stream())
-        .await
-        .map(Body::from)
+    let path = parts.uri.path();
+    let reply = if dialects.rest.matches(path) {
+        dialects
+            .rest
+            .handle(&parts, &owner, body.into_data_stream())
+            .await
+    } else if dialects.tus.matches(path) {
+        dialects.tus.handle(&parts, &owner, body).await
+    } else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    reply.map(Body::from)
 }

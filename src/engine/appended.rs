@@ -14,7 +14,7 @@ use crate::error::{BoxError, DigestScope, Error, Operation, SinkError};
 use crate::ledger::PartReceipt;
 use crate::machine;
 use crate::meter::{Expected, LengthRule, MeterOutcome};
-use crate::session::{FileMeta, FileName, Owner, Session, SessionId, UploadKind};
+use crate::session::{FileMeta, FileName, Owner, Session, SessionId, StateKind, UploadKind};
 use crate::sink::PartSpec;
 
 impl Engine {
@@ -103,9 +103,11 @@ impl Engine {
             metadata: upload.metadata,
         };
         self.admit(caller, &file).await?;
+        let kind = UploadKind::Final {
+            parts: parts.clone(),
+        };
         let session = self
             .create_session(|id, handle, now| {
-                let kind = UploadKind::Final { parts };
                 machine::open_appended(
                     id,
                     caller.clone(),
@@ -117,6 +119,9 @@ impl Engine {
                 )
             })
             .await?;
+        if self.parts_completed(&parts).await? {
+            self.finish_final(session.id, &parts).await?;
+        }
         self.status(caller, session.id).await
     }
 
@@ -129,10 +134,18 @@ impl Engine {
     ) -> Result<SessionStatus, Error> {
         let status = self.status(caller, id).await?;
         if let UploadKind::Final { parts } = &status.kind
-            && status.blob.is_none()
+            && status.state == StateKind::Open
             && self.parts_completed(parts).await?
         {
-            self.finish_final(id, parts).await?;
+            match self.finish_final(id, parts).await {
+                // Another request is completing it, or has.
+                Ok(())
+                | Err(Error::InvalidState {
+                    state: StateKind::Finalizing | StateKind::Completed,
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
             return self.status(caller, id).await;
         }
         Ok(status)
@@ -265,7 +278,19 @@ impl Engine {
             .update(
                 id,
                 Actor::Client(caller, Operation::DeclareLength),
-                |s, now| Ok((Some(machine::declare_length(s, length, now)?), ())),
+                |s, now| {
+                    // A concatenation's length is its parts'; it is fixed
+                    // only when they have all completed.
+                    if let UploadKind::Final { .. } = s.kind {
+                        machine::ensure_alive(&s, now)?;
+                        return Err(Error::InvalidState {
+                            id,
+                            state: s.state.kind(),
+                            operation: Operation::DeclareLength,
+                        });
+                    }
+                    Ok((Some(machine::declare_length(s, length, now)?), ()))
+                },
             )
             .await?;
         if machine::is_fully_received(&session) {

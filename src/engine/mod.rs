@@ -182,6 +182,16 @@ impl Engine {
         &self.sink
     }
 
+    /// The largest file `owner` may upload: the policy's limit within the
+    /// sink's, if either has one.
+    pub fn max_file_size(&self, owner: &Owner) -> Option<u64> {
+        let sink = Some(self.sink.capabilities().max_blob_size).filter(|m| *m < u64::MAX);
+        match (self.policy.max_file_size(owner), sink) {
+            (Some(p), Some(s)) => Some(p.min(s)),
+            (p, s) => p.or(s),
+        }
+    }
+
     /// Now, by the injected clock.
     pub fn now(&self) -> SystemTime {
         self.clock.now()

@@ -6,14 +6,18 @@
 //! and the body as a `Stream<Item = Result<Bytes, E>>`; send back the reply.
 //!
 //! - [`rest`]: the session REST API (initiate, upload chunk, complete,
-//!   abort, status).
+//!   abort, status);
+//! - [`tus`]: tus 1.0.x with every extension.
 //!
 //! Errors are answered as `application/problem+json` (RFC 9457) by
 //! [`problem`].
 
+pub mod location;
 pub mod problem;
 pub mod rest;
+pub mod tus;
 
+mod body;
 mod request;
 
 use bytes::Bytes;
@@ -21,4 +25,6 @@ use bytes::Bytes;
 /// A reply: status, headers and a small body.
 pub type Reply = http::Response<Bytes>;
 
+pub use location::Locations;
 pub use rest::RestApi;
+pub use tus::TusApi;
