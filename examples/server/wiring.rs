@@ -1,5 +1,6 @@
 //! The axum wiring of the example server, shared with the integration tests:
-//! the session REST API under `/attachment`, tus under `/files`.
+//! the session REST API under `/attachment`, tus under `/files`, the IETF
+//! resumable-upload draft under `/uploads`.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use resumable::Engine;
-use resumable::http::{RestApi, TusApi};
+use resumable::http::{IetfApi, RestApi, TusApi};
 
 use crate::common::owner_of;
 
@@ -18,13 +19,15 @@ use crate::common::owner_of;
 struct Dialects {
     rest: RestApi,
     tus: TusApi,
+    ietf: IetfApi,
 }
 
 /// The router: every dialect under its base path, 404 elsewhere.
 pub(crate) fn router(engine: Arc<Engine>) -> Router {
     let dialects = Dialects {
         rest: RestApi::new(engine.clone()),
-        tus: TusApi::new(engine),
+        tus: TusApi::new(engine.clone()),
+        ietf: IetfApi::new(engine),
     };
     Router::new()
         .fallback(handle)
@@ -42,6 +45,8 @@ async fn handle(State(dialects): State<Arc<Dialects>>, request: Request) -> Resp
             .await
     } else if dialects.tus.matches(path) {
         dialects.tus.handle(&parts, &owner, body).await
+    } else if dialects.ietf.matches(path) {
+        dialects.ietf.handle(&parts, &owner, body).await
     } else {
         return StatusCode::NOT_FOUND.into_response();
     };

@@ -33,7 +33,7 @@ impl Engine {
                 .transpose()?,
             size: upload.size,
             content_type: upload.content_type,
-            sha256: None,
+            sha256: upload.sha256,
             metadata: upload.metadata,
         };
         self.check_length(caller, upload.size)?;
@@ -88,7 +88,15 @@ impl Engine {
                     "upload {part} is not a partial upload"
                 )));
             }
-            length = length.zip(loaded.session.file.size).map(|(a, b)| a + b);
+            length = match (length, loaded.session.file.size) {
+                (Some(a), Some(b)) => {
+                    Some(a.checked_add(b).ok_or_else(|| Error::FileTooLarge {
+                        size: u64::MAX,
+                        max: self.max_file_size(caller).unwrap_or(u64::MAX),
+                    })?)
+                }
+                _ => None,
+            };
         }
         self.check_length(caller, length)?;
         let file = FileMeta {

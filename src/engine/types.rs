@@ -161,6 +161,9 @@ pub struct NewAppendUpload {
     pub content_type: Option<String>,
     /// Client metadata (tus `Upload-Metadata`).
     pub metadata: Metadata,
+    /// The expected SHA-256 of the whole file, verified at completion (IETF
+    /// `Repr-Digest`).
+    pub sha256: Option<Sha256Digest>,
     /// Whether it is a part of a later concatenation (tus `Upload-Concat:
     /// partial`).
     pub partial: bool,

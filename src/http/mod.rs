@@ -7,17 +7,21 @@
 //!
 //! - [`rest`]: the session REST API (initiate, upload chunk, complete,
 //!   abort, status);
-//! - [`tus`]: tus 1.0.x with every extension.
+//! - [`tus`]: tus 1.0.x with every extension;
+//! - [`ietf`]: the IETF resumable-upload draft (interop versions 3 to 8).
 //!
 //! Errors are answered as `application/problem+json` (RFC 9457) by
 //! [`problem`].
 
+pub mod ietf;
 pub mod location;
 pub mod problem;
 pub mod rest;
 pub mod tus;
 
 mod body;
+mod disposition;
+mod reply;
 mod request;
 
 use bytes::Bytes;
@@ -25,6 +29,7 @@ use bytes::Bytes;
 /// A reply: status, headers and a small body.
 pub type Reply = http::Response<Bytes>;
 
+pub use ietf::IetfApi;
 pub use location::Locations;
 pub use rest::RestApi;
 pub use tus::TusApi;

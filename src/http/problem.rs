@@ -62,12 +62,52 @@ pub fn error_reply(error: &Error) -> Reply {
 /// A problem reply with a `type` code of its own, for failures that happen
 /// before the engine is called (no such route, wrong method...).
 pub fn problem(status: StatusCode, code: &str, detail: &str, extra: Map<String, Value>) -> Reply {
-    let mut body = Map::new();
-    body.insert("type".into(), format!("{TYPE_PREFIX}{code}").into());
-    body.insert(
-        "title".into(),
-        status.canonical_reason().unwrap_or("Error").into(),
+    let title = status.canonical_reason().unwrap_or("Error");
+    typed_problem(
+        status,
+        &format!("{TYPE_PREFIX}{code}"),
+        title,
+        detail,
+        extra,
+    )
+}
+
+/// `404` for a path under a dialect's base that names nothing.
+pub fn no_such_route(path: &str) -> Reply {
+    problem(
+        StatusCode::NOT_FOUND,
+        "no-such-route",
+        &format!("no upload resource at {path}"),
+        Map::new(),
+    )
+}
+
+/// `405` with `Allow`.
+pub fn method_not_allowed(path: &str, allow: &'static str) -> Reply {
+    let mut reply = problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        &format!("{path} takes {allow}"),
+        Map::new(),
     );
+    reply
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    reply
+}
+
+/// A problem reply with a full `type` URI and title of its own (a problem
+/// type registered elsewhere, such as the IETF resumable-upload types).
+pub fn typed_problem(
+    status: StatusCode,
+    type_uri: &str,
+    title: &str,
+    detail: &str,
+    extra: Map<String, Value>,
+) -> Reply {
+    let mut body = Map::new();
+    body.insert("type".into(), type_uri.into());
+    body.insert("title".into(), title.into());
     body.insert("status".into(), status.as_u16().into());
     body.insert("detail".into(), detail.into());
     body.extend(extra);

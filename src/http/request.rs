@@ -70,10 +70,19 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> 
 /// The SHA-256 of an RFC 9530 `Content-Digest` header (`sha-256=:base64:`),
 /// if the header names one. Other algorithms are ignored, as RFC 9530 allows.
 pub(crate) fn content_digest_sha256(headers: &HeaderMap) -> Result<Option<Sha256Digest>, Error> {
-    let Some(value) = headers.get("content-digest") else {
+    digest_sha256(headers, "content-digest")
+}
+
+/// The SHA-256 member of an RFC 9530 digest field (`Content-Digest`,
+/// `Repr-Digest`).
+pub(crate) fn digest_sha256(
+    headers: &HeaderMap,
+    field: &str,
+) -> Result<Option<Sha256Digest>, Error> {
+    let Some(value) = headers.get(field) else {
         return Ok(None);
     };
-    let bad = |why: &str| Error::invalid_request(format!("Content-Digest {why}"));
+    let bad = |why: &str| Error::invalid_request(format!("{field} {why}"));
     let dict: sfv::Dictionary = sfv::Parser::new(value.as_bytes())
         .parse()
         .map_err(|e| bad(&format!("is not a structured-field dictionary: {e}")))?;

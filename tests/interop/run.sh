@@ -57,8 +57,8 @@ run() {
 run "tus-js-client, 5 MiB chunks" node "$here/tus-js.mjs" "$endpoint" "$source_file" chunked
 run "tus-js-client, parallelUploads: 4" node "$here/tus-js.mjs" "$endpoint" "$source_file" parallel
 run "tus-js-client, aborted and resumed" node "$here/tus-js.mjs" "$endpoint" "$source_file" resume
-for draft in ${INTEROP_IETF_MODES:-}; do
-  run "tus-js-client, protocol $draft" node "$here/tus-js.mjs" "$endpoint" "$source_file" "$draft"
+for draft in ietf-draft-03 ietf-draft-05; do
+  run "tus-js-client, protocol $draft" node "$here/tus-js.mjs" "http://$SERVER_ADDR/uploads/" "$source_file" "$draft"
 done
 run "tuspy, chunked with resume and SHA-1 checksums" "$venv/bin/python" "$here/tuspy_upload.py" "$endpoint" "$source_file"
 

@@ -16,6 +16,7 @@ use crate::checksum::{Checksum, ChecksumAlgorithm, LateChecksum};
 use crate::engine::{AppendOptions, NewAppendUpload, SessionStatus};
 use crate::error::{BoxError, Error};
 use crate::http::body::{TrailerSink, data_stream};
+use crate::http::reply::{empty, set};
 use crate::http::request::{content_length, media_type, parse_u64};
 use crate::session::{Owner, SessionId, StateKind, UploadKind};
 
@@ -66,6 +67,7 @@ impl TusApi {
             size,
             content_type: content_type.clone(),
             metadata: metadata.clone(),
+            sha256: None,
             partial,
         };
         if let Some(Concat::Final(urls)) = &concat {
@@ -335,15 +337,6 @@ fn text<'h>(h: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Error> {
         .transpose()
 }
 
-fn set(h: &mut HeaderMap, name: &str, value: String) {
-    if let (Ok(name), Ok(value)) = (
-        http::header::HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(&value),
-    ) {
-        h.insert(name, value);
-    }
-}
-
 /// `Upload-Expires` while the upload is open.
 fn expires(h: &mut HeaderMap, status: &SessionStatus) {
     if status.state == StateKind::Open {
@@ -353,10 +346,4 @@ fn expires(h: &mut HeaderMap, status: &SessionStatus) {
             httpdate::fmt_http_date(status.expires_at),
         );
     }
-}
-
-fn empty(status: StatusCode) -> Reply {
-    let mut reply = http::Response::new(Bytes::new());
-    *reply.status_mut() = status;
-    reply
 }

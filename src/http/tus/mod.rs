@@ -30,12 +30,12 @@ use http_body::Body;
 
 use super::Reply;
 use super::location::Locations;
-use super::problem::{error_reply, problem};
+use super::problem::{error_reply, method_not_allowed, no_such_route, problem};
 use crate::engine::Engine;
 use crate::error::{BoxError, Error, Operation};
 use crate::session::{Owner, SessionId, StateKind};
 
-pub(crate) use headers::TUS_VERSION;
+pub(crate) use headers::{TUS_VERSION, parse_metadata};
 
 /// The status of a checksum mismatch, which tus defines.
 const CHECKSUM_MISMATCH: u16 = 460;
@@ -136,7 +136,7 @@ impl TusApi {
     {
         let path = parts.uri.path();
         let Some(target) = self.target(path) else {
-            return not_found(path);
+            return no_such_route(path);
         };
         let method = method_of(parts);
         if method == Method::OPTIONS {
@@ -194,28 +194,6 @@ fn unsupported_version(parts: &Parts) -> Option<Reply> {
         HeaderValue::from_static(TUS_VERSION),
     );
     Some(reply)
-}
-
-fn not_found(path: &str) -> Reply {
-    problem(
-        StatusCode::NOT_FOUND,
-        "no-such-route",
-        &format!("no tus resource at {path}"),
-        serde_json::Map::new(),
-    )
-}
-
-fn method_not_allowed(path: &str, allow: &'static str) -> Reply {
-    let mut reply = problem(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        &format!("{path} takes {allow}"),
-        serde_json::Map::new(),
-    );
-    reply
-        .headers_mut()
-        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
-    reply
 }
 
 /// The reply to an engine error, with the statuses tus names: `460` for a
