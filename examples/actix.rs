@@ -14,7 +14,9 @@ use actix_web::http::header::{HeaderName as AxName, HeaderValue as AxValue};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use futures::StreamExt;
-use resumable::http::RestApi;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use resumable::http::Endpoint;
 use tokio::sync::mpsc;
 
 #[path = "common/mod.rs"]
@@ -24,7 +26,7 @@ mod common;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::Args::init();
     let (engine, sweeper) = args.engine()?;
-    let api = web::Data::new(RestApi::new(engine));
+    let api = web::Data::new(common::endpoint(engine));
     tracing::info!(addr = %args.addr, data_dir = %args.data_dir.display(), "listening");
     // actix-web handles signals itself: SIGTERM stops gracefully, Ctrl-C at once.
     HttpServer::new(move || {
@@ -41,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn handle(
-    api: web::Data<RestApi>,
+    api: web::Data<Endpoint>,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> HttpResponse {
@@ -77,10 +79,14 @@ async fn handle(
             }
         }
     });
-    let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let body = StreamBody::new(
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|item| item.map(Frame::data)),
+    );
 
     // And back: status and headers by number and bytes into the 0.2 types.
-    let reply = api.handle(&parts, &owner, body).await;
+    let Some(reply) = api.handle(&parts, &owner, body).await else {
+        return HttpResponse::NotFound().finish();
+    };
     let status =
         AxStatus::from_u16(reply.status().as_u16()).unwrap_or(AxStatus::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, body::Incoming};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use resumable::http::RestApi;
+use resumable::http::Endpoint;
 use tokio::net::TcpListener;
 
 #[path = "common/mod.rs"]
@@ -31,7 +31,7 @@ mod common;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::Args::init();
     let (engine, sweeper) = args.engine()?;
-    let api = Arc::new(RestApi::new(engine));
+    let api = Arc::new(common::endpoint(engine));
     let listener = TcpListener::bind(args.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %args.data_dir.display(), "listening");
 
@@ -72,11 +72,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn handle(api: &RestApi, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(api: &Endpoint, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let owner = common::owner_of(&parts.headers);
-    // `Incoming` is `Send + 'static`; its data frames are the body stream.
-    api.handle(&parts, &owner, body.into_data_stream())
-        .await
-        .map(Full::new)
+    // `Incoming` is a `Send + 'static` body; the endpoint streams it.
+    match api.handle(&parts, &owner, body).await {
+        Some(reply) => reply.map(Full::new),
+        None => {
+            let mut reply = Response::new(Full::new(Bytes::new()));
+            *reply.status_mut() = hyper::StatusCode::NOT_FOUND;
+            reply
+        }
+    }
 }

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use resumable::http::{Cors, Endpoint, RawApi};
 use resumable::sink::FsSink;
 use resumable::store::FsStore;
-use resumable::{Clock, Engine, Owner, SystemClock};
+use resumable::{Clock, DefaultPolicy, Engine, Owner, SystemClock};
 use tracing_subscriber::EnvFilter;
 
 /// The example servers' command line.
@@ -83,6 +84,15 @@ pub(crate) fn open_engine(
             .clock(clock)
             .build(),
     ))
+}
+
+/// Every dialect the example servers speak, on `engine`: the session REST
+/// API, tus, the IETF draft, and the raw upload with one target, `default`
+/// (files up to 1 GiB), with CORS for any origin.
+pub(crate) fn endpoint(engine: Arc<Engine>) -> Endpoint {
+    let raw =
+        RawApi::new(engine.clone()).target("default", DefaultPolicy::new().max_file_size(1 << 30));
+    Endpoint::all(engine).raw(raw).cors(Cors::any_origin())
 }
 
 /// The demo's notion of identity: the bearer token itself names the owner,

@@ -45,6 +45,8 @@ pub async fn run_all(sink: Arc<dyn BlobSink>) {
     purge_is_idempotent(&*sink).await;
     discard_of_a_gone_part_is_ok(&*sink).await;
     empty_upload_finalizes(&*sink).await;
+    concatenate_joins_finished_blobs(&*sink).await;
+    concurrent_concatenate_agrees(sink.clone()).await;
 }
 
 /// The capabilities describe a usable sink: `1 <= min_part_size <=
@@ -433,6 +435,140 @@ pub async fn empty_upload_finalizes(sink: &dyn BlobSink) {
     }
 }
 
+/// `concatenate` publishes the finished blobs of its sources, in order, as
+/// the upload's blob: their bytes one after the other, with their total size
+/// and its SHA-256. Before that, a source that is not finalized (only begun,
+/// or with parts only) makes it fail with [`SinkError::NotFound`], and an
+/// expected digest the bytes do not have with
+/// [`SinkError::DigestMismatch`]; neither publishes anything. Called again
+/// it returns the same blob, even once the sources are purged; a late part
+/// is refused, and the sources are left as they were.
+pub async fn concatenate_joins_finished_blobs(sink: &dyn BlobSink) {
+    let a = Upload::finalized(sink, 3, 20).await;
+    let b = Upload::finalized(sink, 2, 21).await;
+    let data = [a.data.as_slice(), b.data.as_slice()].concat();
+    let joined = FinishedBlob {
+        size: data.len() as u64,
+        sha256: Sha256Digest::of(&data),
+    };
+    let target = begin_ok(sink, joined.size).await;
+    let sources = [a.handle.clone(), b.handle.clone()];
+
+    let with_parts = Upload::begin(sink, 2, 22).await;
+    with_parts.put_all(sink).await;
+    let begun = begin_ok(sink, 1).await;
+    for unfinished in [&with_parts.handle, &begun] {
+        expect_not_found(
+            sink.concatenate(&target, &[a.handle.clone(), unfinished.clone()], None)
+                .await,
+            "concatenate of a source that is not finalized",
+        );
+        expect_not_found(
+            sink.read(&target).await,
+            "read after a concatenate of a source that is not finalized",
+        );
+    }
+    let wrong = Sha256Digest::of(b"not the data");
+    match sink.concatenate(&target, &sources, Some(wrong)).await {
+        Err(SinkError::DigestMismatch { expected, actual }) => assert!(
+            expected == wrong && actual == joined.sha256,
+            "DigestMismatch of concatenate must name the expected ({wrong}) and actual ({}) \
+             digests, got {expected} and {actual}",
+            joined.sha256
+        ),
+        other => {
+            panic!("concatenate with a wrong digest must fail with DigestMismatch, got {other:?}")
+        }
+    }
+    expect_not_found(
+        sink.read(&target).await,
+        "read after a concatenate with a wrong digest",
+    );
+
+    let blob = ok(
+        sink.concatenate(&target, &sources, Some(joined.sha256))
+            .await,
+        "concatenate",
+    );
+    assert_eq!(
+        blob, joined,
+        "concatenate must report the joined bytes' size and SHA-256"
+    );
+    assert_read(sink, &target, &data, "read after concatenate").await;
+    let again = ok(
+        sink.concatenate(&target, &sources, None).await,
+        "concatenate again",
+    );
+    assert_eq!(again, joined, "concatenate again must return the same blob");
+    expect_not_found(
+        sink.put_part(
+            &target,
+            PartSpec {
+                index: 0,
+                offset: 0,
+                len: None,
+            },
+            body(b"late"),
+        )
+        .await,
+        "put_part after concatenate",
+    );
+    assert_read(sink, &a.handle, &a.data, "read of a concatenated source").await;
+    assert_read(sink, &b.handle, &b.data, "read of a concatenated source").await;
+
+    for handle in [&a.handle, &b.handle, &with_parts.handle, &begun] {
+        purge_ok(sink, handle).await;
+    }
+    let after_purge = ok(
+        sink.concatenate(&target, &sources, None).await,
+        "concatenate again once the sources are purged",
+    );
+    assert_eq!(
+        after_purge, joined,
+        "concatenate again once the sources are purged must return the same blob"
+    );
+    assert_read(sink, &target, &data, "read once the sources are purged").await;
+    purge_ok(sink, &target).await;
+}
+
+/// Several `concatenate` calls of one upload at once (a finalizer whose
+/// lease another took over) are safe: every call reports the joined bytes'
+/// size and SHA-256, and the blob read back is whole.
+pub async fn concurrent_concatenate_agrees(sink: Arc<dyn BlobSink>) {
+    let a = Upload::finalized(&*sink, 4, 23).await;
+    let b = Upload::finalized(&*sink, 3, 24).await;
+    let data = [a.data.as_slice(), b.data.as_slice()].concat();
+    let joined = FinishedBlob {
+        size: data.len() as u64,
+        sha256: Sha256Digest::of(&data),
+    };
+    let target = begin_ok(&*sink, joined.size).await;
+    let sources = Arc::new([a.handle.clone(), b.handle.clone()]);
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (sink, target, sources) = (sink.clone(), target.clone(), sources.clone());
+            tokio::spawn(async move { sink.concatenate(&target, &*sources, None).await })
+        })
+        .collect();
+    for task in tasks {
+        let blob = ok(join(task).await, "a concurrent concatenate");
+        assert_eq!(
+            blob, joined,
+            "a concurrent concatenate must report the joined bytes' size and SHA-256"
+        );
+    }
+    assert_read(
+        &*sink,
+        &target,
+        &data,
+        "read after concurrent concatenate calls",
+    )
+    .await;
+    for handle in [&a.handle, &b.handle, &target] {
+        purge_ok(&*sink, handle).await;
+    }
+}
+
 /// One upload the suite makes: its handle, its data and its part size.
 #[derive(Debug)]
 struct Upload {
@@ -455,6 +591,15 @@ impl Upload {
             data: pattern(size as usize, seed),
             part_size,
         }
+    }
+
+    /// An upload as [`begin`](Upload::begin) makes it, its parts put and
+    /// finalized.
+    async fn finalized(sink: &dyn BlobSink, parts: u64, seed: u64) -> Upload {
+        let up = Upload::begin(sink, parts, seed).await;
+        let receipts = up.put_all(sink).await;
+        finalize_ok(sink, &up.handle, &receipts, None).await;
+        up
     }
 
     fn ranges(&self) -> Vec<Range<u64>> {

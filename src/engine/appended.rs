@@ -175,20 +175,29 @@ impl Engine {
         E: Into<BoxError> + 'static,
     {
         let actor = Actor::Client(caller, Operation::Append);
-        if let Some(length) = options.length {
-            self.declare_length(caller, id, length).await?;
-        }
+        self.check_length(caller, options.length)?;
         let loaded = self.load(id, actor).await?;
-        let room = machine::append_target(&loaded.session, offset, self.clock.now())?;
-        let limit = room.or_else(|| {
-            self.policy
-                .max_file_size(caller)
-                .map(|max| max.saturating_sub(offset))
-        });
+        // A length declared with the bytes counts for every check before the
+        // body is read, and is recorded together with them, never alone.
+        let now = self.clock.now();
+        let probe = match options.length {
+            Some(length) => machine::declare_length(loaded.session.clone(), length, now)?,
+            None => loaded.session.clone(),
+        };
+        let room = machine::append_target(&probe, offset, now)?;
+        let limit = room
+            .or_else(|| {
+                self.policy
+                    .max_file_size(caller)
+                    .map(|max| max.saturating_sub(offset))
+            })
+            .into_iter()
+            .chain(options.max_len)
+            .min();
         if let (Some(declared), Some(limit)) = (options.declared_len, limit)
             && declared > limit
         {
-            return Err(too_long(&loaded.session, limit, offset));
+            return Err(too_long(&probe, limit, offset));
         }
         let upload = loaded.session.upload.clone();
         let stored = if options.declared_len == Some(0) {
@@ -219,7 +228,7 @@ impl Engine {
                 }
                 Err(BodyFailure::Sink(e)) => return Err(e.into()),
                 Err(BodyFailure::Meter(outcome)) => {
-                    return Err(append_error(outcome, &loaded.session, limit, offset));
+                    return Err(append_error(outcome, &probe, limit, offset));
                 }
             }
         };
@@ -236,6 +245,10 @@ impl Engine {
         let timeouts = self.config.timeouts;
         let recorded = self
             .update(id, actor, |s, now| {
+                let s = match options.length {
+                    Some(length) => machine::declare_length(s, length, now)?,
+                    None => s,
+                };
                 let s = match &receipt {
                     Some(r) => machine::record_append(s, r.clone(), now, &timeouts)?,
                     None => machine::record_append(s, empty_receipt(offset), now, &timeouts)?,

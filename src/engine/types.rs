@@ -187,6 +187,10 @@ pub struct AppendOptions {
     /// This request carries the upload's last bytes: its length is the offset
     /// where the request ends (IETF `Upload-Complete: ?1`).
     pub last: bool,
+    /// The most bytes this request may carry (a raw upload's target limit
+    /// when the body's length is not declared); more is refused as too
+    /// large.
+    pub max_len: Option<u64>,
 }
 
 /// What an append did.

@@ -8,14 +8,18 @@
 //! - [`rest`]: the session REST API (initiate, upload chunk, complete,
 //!   abort, status);
 //! - [`tus`]: tus 1.0.x with every extension;
-//! - [`ietf`]: the IETF resumable-upload draft (interop versions 3 to 8).
+//! - [`ietf`]: the IETF resumable-upload draft (interop versions 3 to 8);
+//! - [`raw`]: the raw single-request upload (the Drupal design).
 //!
 //! Errors are answered as `application/problem+json` (RFC 9457) by
 //! [`problem`].
 
+pub mod cors;
+pub mod endpoint;
 pub mod ietf;
 pub mod location;
 pub mod problem;
+pub mod raw;
 pub mod rest;
 pub mod tus;
 
@@ -29,7 +33,10 @@ use bytes::Bytes;
 /// A reply: status, headers and a small body.
 pub type Reply = http::Response<Bytes>;
 
+pub use cors::Cors;
+pub use endpoint::Endpoint;
 pub use ietf::IetfApi;
 pub use location::Locations;
+pub use raw::RawApi;
 pub use rest::RestApi;
 pub use tus::TusApi;

@@ -9,12 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
+use resumable::checksum::{Checksum, ChecksumAlgorithm};
 use resumable::machine::Timeouts;
 use resumable::sink::{FsSink, MemorySink};
 use resumable::store::{FsStore, MemoryStore};
 use resumable::{
-    ChunkOptions, ChunkReceipt, Engine, EngineBuilder, EngineConfig, Error, ManualClock, NewUpload,
-    Owner, SessionId, SessionInfo, Sha256Digest, StateKind, SweepReport,
+    AppendOptions, AppendReceipt, ChunkOptions, ChunkReceipt, Engine, EngineBuilder, EngineConfig,
+    Error, ManualClock, NewAppendUpload, NewUpload, Owner, SessionId, SessionInfo, SessionStatus,
+    Sha256Digest, StateKind, SweepReport,
 };
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
@@ -107,6 +109,16 @@ pub(crate) fn data(len: usize, seed: u64) -> Vec<u8> {
 /// SHA-256 computed here, independently of the crate.
 pub(crate) fn sha256(bytes: &[u8]) -> Sha256Digest {
     Sha256Digest::from_slice(&Sha256::digest(bytes)).expect("32 bytes")
+}
+
+/// The checksum of `bytes` in `algorithm`, computed here.
+pub(crate) fn checksum(algorithm: ChecksumAlgorithm, bytes: &[u8]) -> Checksum {
+    let value = match algorithm {
+        ChecksumAlgorithm::Sha1 => sha1::Sha1::digest(bytes).to_vec(),
+        ChecksumAlgorithm::Md5 => md5::Md5::digest(bytes).to_vec(),
+        _ => Sha256::digest(bytes).to_vec(),
+    };
+    Checksum::new(algorithm, value).expect("a checksum of the algorithm's length")
 }
 
 /// Collects a stream of bytes.
@@ -361,4 +373,62 @@ pub(crate) fn walk(root: &Path) -> Vec<PathBuf> {
 
 pub(crate) fn shard_lock(id: SessionId) -> PathBuf {
     PathBuf::from(format!("locks/{:02x}.lock", id.as_uuid().as_bytes()[0]))
+}
+
+/// A request for an appended upload of `size` bytes (unknown if `None`),
+/// partial or not, with no name and no metadata.
+pub(crate) fn new_append(size: Option<u64>, partial: bool) -> NewAppendUpload {
+    NewAppendUpload {
+        size,
+        partial,
+        ..NewAppendUpload::default()
+    }
+}
+
+impl Harness {
+    /// Creates an appended upload of `size` bytes (unknown if `None`).
+    pub(crate) async fn create(
+        &self,
+        owner: &Owner,
+        size: Option<u64>,
+        partial: bool,
+    ) -> SessionStatus {
+        self.engine
+            .create(owner, new_append(size, partial))
+            .await
+            .expect("create")
+    }
+
+    /// Appends `bytes` at `offset`, the body in three pieces.
+    pub(crate) async fn append(
+        &self,
+        owner: &Owner,
+        id: SessionId,
+        offset: u64,
+        bytes: &[u8],
+        options: AppendOptions,
+    ) -> Result<AppendReceipt, Error> {
+        self.engine
+            .append(owner, id, offset, body(bytes), options)
+            .await
+    }
+
+    /// The offset at which an appending client continues.
+    pub(crate) async fn offset(&self, owner: &Owner, id: SessionId) -> u64 {
+        self.engine.status(owner, id).await.expect("status").offset
+    }
+
+    /// Appends `bytes` at `offset` with no option, which must succeed.
+    pub(crate) async fn append_ok(
+        &self,
+        owner: &Owner,
+        id: SessionId,
+        offset: u64,
+        bytes: &[u8],
+    ) -> AppendReceipt {
+        let body = body(bytes);
+        let options = AppendOptions::default();
+        (self.engine.append(owner, id, offset, body, options).await)
+            .unwrap_or_else(|e| panic!("append at {offset}: {e:?}"))
+    }
 }

@@ -10,6 +10,8 @@
 mod harness;
 
 mod access;
+mod appended;
+mod concat;
 mod concurrency;
 mod filesystem;
 mod lifecycle;

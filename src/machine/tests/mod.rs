@@ -37,6 +37,7 @@ macro_rules! assert_ok {
 }
 
 // After the macros, which the submodules use.
+mod appends;
 mod completion;
 mod layout;
 mod reaping;
