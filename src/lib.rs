@@ -18,8 +18,10 @@
 //! - [`Policy`]: validation and authorization, consulted at initiate and on
 //!   every later operation.
 //! - [`Clock`]: injected time ([`SystemClock`], or [`ManualClock`] in tests).
-//! - `resumable::http` (feature `http`, default): the session REST dialect on the
-//!   `http` crate's types, for any web framework.
+//! - `resumable::http` (feature `http`, default): the HTTP dialects on the
+//!   `http` crate's types, for any web framework: the session REST API, tus
+//!   1.0.x with every extension, the IETF resumable-upload draft, and the raw
+//!   single-request upload, all served by one `Endpoint`.
 //!
 //! # Driving the engine
 //! ```
@@ -68,6 +70,31 @@
 //! Run [`Engine::sweep`] periodically (or [`Engine::spawn_sweeper`]) to expire
 //! abandoned sessions, reap unclaimed uploads and delete their bytes.
 //!
+//! Appending dialects use [`Engine::create`], [`Engine::append`] (at the
+//! current offset, keeping the bytes of a request cut off mid-way) and
+//! [`Engine::upload_status`]; an upload whose length is known completes by
+//! itself with its last byte.
+//!
+//! # Serving HTTP
+//! A framework adapter hands each request's `http::request::Parts`, the
+//! caller's [`Owner`] and its body (any `http_body::Body` of `Bytes`) to an
+//! `http::Endpoint`, and sends back the reply:
+//!
+//! ```
+//! # #[cfg(feature = "http")]
+//! # async fn serve(engine: std::sync::Arc<resumable::Engine>, request: http::Request<http_body_util::Full<bytes::Bytes>>) {
+//! use resumable::http::{Cors, Endpoint};
+//!
+//! let endpoint = Endpoint::all(engine).cors(Cors::any_origin());
+//! let (parts, body) = request.into_parts();
+//! let owner = resumable::Owner::new("user-1"); // from the application's authentication
+//! match endpoint.handle(&parts, &owner, body).await {
+//!     Some(reply) => { /* send reply: http::Response<Bytes> */ }
+//!     None => { /* not an upload path: the application's own routes */ }
+//! }
+//! # }
+//! ```
+//!
 //! # Backends
 //! | store / sink | where | survives restart | shared by processes |
 //! |---|---|---|---|
@@ -77,7 +104,7 @@
 //! # Feature flags
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `http` | yes | `resumable::http`: the session REST dialect on the `http` crate's types |
+//! | `http` | yes | `resumable::http`: the session REST API, tus, the IETF draft, the raw upload, CORS |
 //! | `conformance` | no | `conformance`: the public test suites every store and sink must pass |
 
 pub mod checksum;

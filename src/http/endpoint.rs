@@ -7,7 +7,6 @@ use bytes::Bytes;
 use http::request::Parts;
 use http_body::Body;
 
-use super::body::data_stream;
 use super::cors::Cors;
 use super::{IetfApi, RawApi, Reply, RestApi, TusApi};
 use crate::engine::Engine;
@@ -106,7 +105,7 @@ impl Endpoint {
             return Some(reply);
         }
         let mut reply = if let Some(api) = self.rest.as_ref().filter(|a| a.matches(path)) {
-            api.handle(parts, owner, data_stream(body, None)).await
+            api.handle(parts, owner, body).await
         } else if let Some(api) = self.tus.as_ref().filter(|a| a.matches(path)) {
             api.handle(parts, owner, body).await
         } else if let Some(api) = self.ietf.as_ref().filter(|a| a.matches(path)) {

@@ -21,10 +21,12 @@ use bytes::Bytes;
 use futures::Stream;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Method, StatusCode, request::Parts};
+use http_body::Body;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
 use super::Reply;
+use super::body::data_stream;
 use super::problem::{error_reply, problem};
 use super::request::{
     collect_limited, content_digest_sha256, content_length, content_range, parse_u64,
@@ -170,14 +172,14 @@ impl RestApi {
     }
 
     /// Handles one request for `owner` (the identity the application
-    /// established). `body` is the request body as a stream of bytes; it is
-    /// read only by operations that take one, and chunk bodies are streamed
-    /// to the sink, never collected.
-    pub async fn handle<S, E>(&self, parts: &Parts, owner: &Owner, body: S) -> Reply
+    /// established). The body is read only by operations that take one, and
+    /// chunk bodies are streamed to the sink, never collected.
+    pub async fn handle<B>(&self, parts: &Parts, owner: &Owner, body: B) -> Reply
     where
-        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
-        E: Into<BoxError> + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
     {
+        let body = data_stream(body, None);
         let path = parts.uri.path();
         let Some(route) = self.route(path) else {
             return problem(
