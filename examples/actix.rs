@@ -26,7 +26,7 @@ mod common;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::Args::init();
     let (engine, sweeper) = args.engine()?;
-    let api = web::Data::new(common::endpoint(engine));
+    let api = web::Data::new(args.endpoint(engine));
     tracing::info!(addr = %args.addr, data_dir = %args.data_dir.display(), "listening");
     // actix-web handles signals itself: SIGTERM stops gracefully, Ctrl-C at once.
     HttpServer::new(move || {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use resumable::http::{Cors, Endpoint, RawApi};
+use resumable::http::{Cors, Endpoint, Locations, RawApi};
 use resumable::sink::FsSink;
 use resumable::store::FsStore;
 use resumable::{Clock, DefaultPolicy, Engine, Owner, SystemClock};
@@ -32,6 +32,13 @@ pub(crate) struct Args {
     /// Seconds between sweeps of expired sessions.
     #[arg(long, default_value_t = 60)]
     pub(crate) sweep_interval: u64,
+    /// Build `Location` from `Forwarded` / `X-Forwarded-*` (only behind a
+    /// proxy that sets them).
+    #[arg(long)]
+    pub(crate) trust_forwarded: bool,
+    /// Write `Location` as a path instead of an absolute URL.
+    #[arg(long)]
+    pub(crate) relative_locations: bool,
 }
 
 impl Args {
@@ -43,6 +50,14 @@ impl Args {
             .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
             .init();
         <Args as clap::Parser>::parse()
+    }
+
+    /// Every dialect on `engine`, writing locations as these options say.
+    pub(crate) fn endpoint(&self, engine: Arc<Engine>) -> Endpoint {
+        let locations = Locations::new()
+            .trust_forwarded(self.trust_forwarded)
+            .relative(self.relative_locations);
+        endpoint(engine).locations(locations)
     }
 
     /// The engine these options describe, on the system clock, with the

@@ -22,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         chunk_size = args.chunk_size,
         "listening"
     );
-    axum::serve(listener, wiring::router(engine))
+    axum::serve(listener, wiring::router_for(args.endpoint(engine)))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     sweeper.abort();

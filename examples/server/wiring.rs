@@ -16,10 +16,16 @@ use resumable::http::Endpoint;
 use crate::common::{endpoint, owner_of};
 
 /// The router: every dialect under its base path, 404 elsewhere.
+#[allow(dead_code)] // The integration tests use it; the server uses `router_for`.
 pub(crate) fn router(engine: Arc<Engine>) -> Router {
+    router_for(endpoint(engine))
+}
+
+/// The router of a configured endpoint.
+pub(crate) fn router_for(endpoint: Endpoint) -> Router {
     Router::new()
         .fallback(handle)
-        .with_state(Arc::new(endpoint(engine)))
+        .with_state(Arc::new(endpoint))
 }
 
 async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {

@@ -8,7 +8,7 @@ use http::request::Parts;
 use http_body::Body;
 
 use super::cors::Cors;
-use super::{IetfApi, RawApi, Reply, RestApi, TusApi};
+use super::{IetfApi, Locations, RawApi, Reply, RestApi, TusApi};
 use crate::engine::Engine;
 use crate::error::BoxError;
 use crate::session::Owner;
@@ -73,6 +73,14 @@ impl Endpoint {
     /// Serves the raw single-request upload.
     pub fn raw(mut self, api: RawApi) -> Self {
         self.raw = Some(api);
+        self
+    }
+
+    /// Sets how the tus and IETF dialects write `Location` (behind a proxy,
+    /// relative). Call after adding them.
+    pub fn locations(mut self, locations: Locations) -> Self {
+        self.tus = self.tus.map(|api| api.with_locations(locations));
+        self.ietf = self.ietf.map(|api| api.with_locations(locations));
         self
     }
 
