@@ -43,19 +43,7 @@ impl Engine {
         } else {
             UploadKind::Appended
         };
-        let session = self
-            .create_session(|id, handle, now| {
-                machine::open_appended(
-                    id,
-                    caller.clone(),
-                    file,
-                    kind,
-                    handle,
-                    now,
-                    &self.config.timeouts,
-                )
-            })
-            .await?;
+        let session = self.create_appended(caller, file, kind).await?;
         if machine::is_fully_received(&session) {
             self.finish(session.id, Actor::Engine).await?;
         }
@@ -114,19 +102,7 @@ impl Engine {
         let kind = UploadKind::Final {
             parts: parts.clone(),
         };
-        let session = self
-            .create_session(|id, handle, now| {
-                machine::open_appended(
-                    id,
-                    caller.clone(),
-                    file,
-                    kind,
-                    handle,
-                    now,
-                    &self.config.timeouts,
-                )
-            })
-            .await?;
+        let session = self.create_appended(caller, file, kind).await?;
         if self.parts_completed(&parts).await? {
             self.finish_final(session.id, &parts).await?;
         }
@@ -332,6 +308,27 @@ impl Engine {
             .await?;
         self.purge_and_mark(&session).await;
         Ok(())
+    }
+
+    /// Creates an appended session of `kind` for `caller`.
+    async fn create_appended(
+        &self,
+        caller: &Owner,
+        file: FileMeta,
+        kind: UploadKind,
+    ) -> Result<Session, Error> {
+        self.create_session(|id, handle, now| {
+            machine::open_appended(
+                id,
+                caller.clone(),
+                file,
+                kind,
+                handle,
+                now,
+                &self.config.timeouts,
+            )
+        })
+        .await
     }
 
     /// Refuses a length over the policy's or the sink's maximum.
