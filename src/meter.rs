@@ -150,17 +150,23 @@ impl Metered {
                 None => self.fail(MeterOutcome::TooShort(seen), "body shorter than the chunk"),
             };
         }
-        let expected = match std::mem::take(&mut self.expected) {
-            Expected::Nothing => None,
-            Expected::Now(c) => Some(c),
-            Expected::Late(slot) => slot.take(),
+        let (expected, announced) = match std::mem::take(&mut self.expected) {
+            Expected::Nothing => (None, false),
+            Expected::Now(c) => (Some(c), true),
+            Expected::Late(slot) => (slot.take(), true),
         };
+        // A checksum was announced: bytes it does not vouch for (a body cut
+        // off, or one whose late checksum never came) are not kept.
         let cut_off = match cut_off {
-            Some(e) if expected.is_some() => {
+            Some(e) if announced => {
                 return self.fail(MeterOutcome::Failed(e), "request body failed");
             }
             other => other,
         };
+        if announced && expected.is_none() {
+            let missing = "the body ended without the checksum it announced";
+            return self.fail(MeterOutcome::Failed(missing.into()), missing);
+        }
         let sums: Vec<Checksum> = self.hashers.drain(..).map(Hasher::finish).collect();
         let sha256 =
             Sha256Digest::from_slice(&sums[0].value).unwrap_or(Sha256Digest::from_bytes([0; 32]));
@@ -409,5 +415,18 @@ mod tests {
         late.set(sha1_of(b"abc"));
         assert!(!drain(m).await.1);
         assert!(matches!(r.take(), Some(MeterOutcome::Complete { .. })));
+
+        // A late checksum that never comes vouches for nothing: neither a
+        // whole body nor a cut-off one is kept.
+        for (stream, keep_cut_off) in [(body(&[b"abc"]), false), (failing_after(b"ab"), true)] {
+            let (m, r) = Metered::new(
+                stream,
+                LengthRule::AtMost(None),
+                keep_cut_off,
+                Expected::Late(LateChecksum::new()),
+            );
+            assert!(drain(m).await.1);
+            assert!(matches!(r.take(), Some(MeterOutcome::Failed(_))));
+        }
     }
 }

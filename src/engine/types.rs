@@ -176,7 +176,9 @@ pub struct AppendOptions {
     pub declared_len: Option<u64>,
     /// A checksum of the request's bytes; they are discarded if it differs.
     pub checksum: Option<Checksum>,
-    /// A checksum that arrives after the body (an HTTP trailer).
+    /// A checksum that arrives after the body (an HTTP trailer). A body
+    /// that ends, or is cut off, without it is refused with
+    /// [`Error::Body`](crate::Error::Body).
     pub late_checksum: Option<LateChecksum>,
     /// Keep the bytes that arrived when the body is cut off (tus: "keep as
     /// many bytes as possible"), unless a checksum is expected.

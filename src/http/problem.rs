@@ -38,7 +38,13 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 
 /// The problem reply for an engine error.
 pub fn error_reply(error: &Error) -> Reply {
-    let status = status_of(error.kind());
+    error_reply_as(error, status_of(error.kind()))
+}
+
+/// The problem reply for an engine error under a status a dialect names
+/// for it (tus `460`); the body's `status` member is that status too, as
+/// RFC 9457 requires.
+pub(crate) fn error_reply_as(error: &Error, status: StatusCode) -> Reply {
     let detail = match error.kind() {
         ErrorKind::Internal => {
             tracing::error!(error = %error, "internal error");

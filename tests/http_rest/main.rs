@@ -11,6 +11,11 @@ mod common;
 #[path = "../../examples/server/wiring.rs"]
 mod wiring;
 
+// The test server shared by the HTTP test targets; each uses part of it.
+#[allow(dead_code)]
+#[path = "../support/http.rs"]
+mod support;
+
 mod server;
 
 mod access;

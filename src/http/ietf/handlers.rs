@@ -54,8 +54,16 @@ impl IetfApi {
         let complete = interop
             .complete(h)
             .ok_or_else(|| Error::invalid_request("a creation must carry Upload-Complete"))?;
-        let declared = content_length(h)?;
+        let declared = declared_len(h, &body)?;
         let length = declared_length(h, complete.then_some(0), declared)?;
+        let has_body =
+            declared.is_some_and(|n| n > 0) || h.contains_key(http::header::TRANSFER_ENCODING);
+        // Everything that can refuse the request is checked before the
+        // upload is made.
+        let checksum = content_digest_sha256(h)?.map(Into::into);
+        if has_body {
+            self.check_append_size(declared)?;
+        }
         let upload = NewAppendUpload {
             file_name: file_name(h)?,
             size: length,
@@ -68,17 +76,15 @@ impl IetfApi {
         let location = self
             .locations
             .of(parts, &format!("{}/{}", self.base, status.id));
-        let has_body =
-            declared.is_some_and(|n| n > 0) || h.contains_key(http::header::TRANSFER_ENCODING);
-        if has_body || complete {
+        // An upload of length 0 is complete at creation.
+        if (has_body || complete) && status.blob.is_none() {
             let options = AppendOptions {
                 declared_len: declared,
-                checksum: content_digest_sha256(h)?.map(Into::into),
+                checksum,
                 keep_cut_off: true,
                 last: complete,
                 ..AppendOptions::default()
             };
-            self.check_append_size(declared)?;
             let appended = self
                 .engine
                 .append(owner, status.id, 0, data_stream(body, None), options)
@@ -134,7 +140,7 @@ impl IetfApi {
         let offset = sf_u64(h, "upload-offset")
             .ok_or_else(|| Error::invalid_request("an append must carry Upload-Offset"))?;
         let complete = interop.complete(h).unwrap_or(false);
-        let declared = content_length(h)?;
+        let declared = declared_len(h, &body)?;
         self.check_append_size(declared)?;
         let options = AppendOptions {
             declared_len: declared,
@@ -319,6 +325,13 @@ impl IetfApi {
         }
         reply
     }
+}
+
+/// The length of a request's body: its `Content-Length`, else what the body
+/// knows of itself (a request with neither `Content-Length` nor
+/// `Transfer-Encoding` has an empty body).
+fn declared_len<B: Body>(h: &HeaderMap, body: &B) -> Result<Option<u64>, Error> {
+    Ok(content_length(h)?.or_else(|| body.size_hint().exact()))
 }
 
 /// The upload's length from `Upload-Length` and, with `Upload-Complete: ?1`,

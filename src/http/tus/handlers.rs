@@ -16,6 +16,7 @@ use crate::checksum::{Checksum, ChecksumAlgorithm, LateChecksum};
 use crate::engine::{AppendOptions, NewAppendUpload, SessionStatus};
 use crate::error::{BoxError, Error};
 use crate::http::body::{TrailerSink, data_stream};
+use crate::http::problem::error_reply_as;
 use crate::http::reply::{empty, set};
 use crate::http::request::{content_length, media_type, parse_u64};
 use crate::session::{Owner, SessionId, StateKind, UploadKind};
@@ -228,6 +229,10 @@ impl TusApi {
                 ..
             } => {
                 let status = self.engine.status(owner, id).await?;
+                // A final upload refuses every PATCH, done or not (tus).
+                if matches!(status.kind, UploadKind::Final { .. }) {
+                    return Ok(error_reply_as(&e, StatusCode::FORBIDDEN));
+                }
                 if offset == status.offset {
                     let mut reply = empty(StatusCode::NO_CONTENT);
                     set(
@@ -237,16 +242,12 @@ impl TusApi {
                     );
                     return Ok(reply);
                 }
-                Err(Error::OffsetMismatch {
+                Ok(mismatch_reply(&Error::OffsetMismatch {
                     expected: status.offset,
                     provided: offset,
-                })
+                }))
             }
-            Error::OffsetMismatch { expected, .. } => {
-                let mut reply = super::tus_error(&e);
-                set(reply.headers_mut(), "upload-offset", expected.to_string());
-                Ok(reply)
-            }
+            Error::OffsetMismatch { .. } => Ok(mismatch_reply(&e)),
             other => Err(other),
         }
     }
@@ -299,6 +300,15 @@ impl TusApi {
         };
         Ok((options, sink))
     }
+}
+
+/// `409` for a wrong offset, with the right one in `Upload-Offset`.
+fn mismatch_reply(e: &Error) -> Reply {
+    let mut reply = super::tus_error(e);
+    if let Error::OffsetMismatch { expected, .. } = e {
+        set(reply.headers_mut(), "upload-offset", expected.to_string());
+    }
+    reply
 }
 
 /// The upload length declared at creation: `Upload-Length: n` or

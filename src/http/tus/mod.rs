@@ -30,7 +30,7 @@ use http_body::Body;
 
 use super::Reply;
 use super::location::Locations;
-use super::problem::{error_reply, method_not_allowed, no_such_route, problem};
+use super::problem::{error_reply, error_reply_as, method_not_allowed, no_such_route, problem};
 use crate::engine::Engine;
 use crate::error::{BoxError, Error, Operation};
 use crate::session::{Owner, SessionId, StateKind};
@@ -199,7 +199,6 @@ fn unsupported_version(parts: &Parts) -> Option<Reply> {
 /// The reply to an engine error, with the statuses tus names: `460` for a
 /// checksum mismatch, `403` for bytes sent to a final upload.
 fn tus_error(error: &Error) -> Reply {
-    let mut reply = error_reply(error);
     let status = match error {
         Error::ChecksumMismatch { .. } => StatusCode::from_u16(CHECKSUM_MISMATCH).ok(),
         Error::InvalidState {
@@ -209,8 +208,8 @@ fn tus_error(error: &Error) -> Reply {
         } => Some(StatusCode::FORBIDDEN),
         _ => None,
     };
-    if let Some(status) = status {
-        *reply.status_mut() = status;
+    match status {
+        Some(status) => error_reply_as(error, status),
+        None => error_reply(error),
     }
-    reply
 }
