@@ -214,8 +214,10 @@ impl TusApi {
         Ok(reply)
     }
 
-    /// A refused `PATCH`: a repeat of the last bytes of a completed upload is
-    /// answered as success; a wrong offset tells the right one.
+    /// A refused `PATCH`: one at the end offset of a completed upload (a
+    /// client retrying its last request after a lost reply) is answered as
+    /// success and its bytes are ignored, as tusd does; a wrong offset tells
+    /// the right one.
     async fn patch_refused(
         &self,
         owner: &Owner,
