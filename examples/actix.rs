@@ -25,7 +25,7 @@ mod common;
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::Args::init();
-    let (engine, sweeper) = args.engine()?;
+    let (engine, sweeper) = args.engine().await?;
     let api = web::Data::new(args.endpoint(engine));
     tracing::info!(addr = %args.addr, data_dir = %args.data_dir.display(), "listening");
     // actix-web handles signals itself: SIGTERM stops gracefully, Ctrl-C at once.

@@ -30,7 +30,7 @@ mod common;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::Args::init();
-    let (engine, sweeper) = args.engine()?;
+    let (engine, sweeper) = args.engine().await?;
     let api = Arc::new(args.endpoint(engine));
     let listener = TcpListener::bind(args.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %args.data_dir.display(), "listening");

@@ -1,21 +1,24 @@
 //! What the example servers share: their command line, logging, the engine
-//! over the embedded filesystem store and sink with its background sweep,
-//! and the demo's notion of who sends a request.
+//! (on the embedded filesystem store and sink unless `--store` / `--sink`
+//! name another) with its background sweep, and the demo's notion of who
+//! sends a request.
+
+mod backends;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use resumable::http::{Cors, Endpoint, Locations, RawApi};
-use resumable::sink::FsSink;
-use resumable::store::FsStore;
-use resumable::{Clock, DefaultPolicy, Engine, Owner, SystemClock};
+use resumable::{DefaultPolicy, Engine, Owner};
 use tracing_subscriber::EnvFilter;
 
 /// The example servers' command line.
 #[derive(Debug, clap::Parser)]
-#[command(about = "A resumable upload server (session REST API on the filesystem)")]
+#[command(
+    about = "A resumable upload server: the session REST API, tus, the IETF draft, the raw upload"
+)]
 pub(crate) struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -32,6 +35,10 @@ pub(crate) struct Args {
     /// Seconds between sweeps of expired sessions.
     #[arg(long, default_value_t = 60)]
     pub(crate) sweep_interval: u64,
+    /// Seconds the record of an aborted or expired session is kept before
+    /// the sweep forgets it.
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub(crate) tombstone_retention: u64,
     /// Build `Location` from `Forwarded` / `X-Forwarded-*` (only behind a
     /// proxy that sets them).
     #[arg(long)]
@@ -39,6 +46,13 @@ pub(crate) struct Args {
     /// Write `Location` as a path instead of an absolute URL.
     #[arg(long)]
     pub(crate) relative_locations: bool,
+    /// Where sessions live: `fs` (under --data-dir), `redis://host:port`,
+    /// `postgres://user@host/db`.
+    #[arg(long, default_value = "fs")]
+    pub(crate) store: String,
+    /// Where bytes go: `fs` (under --data-dir) or `s3://bucket/prefix`.
+    #[arg(long, default_value = "fs")]
+    pub(crate) sink: String,
 }
 
 impl Args {
@@ -62,43 +76,23 @@ impl Args {
 
     /// The engine these options describe, on the system clock, with the
     /// sweep running in the background (abort the handle to stop it).
-    pub(crate) fn engine(&self) -> std::io::Result<(Arc<Engine>, tokio::task::JoinHandle<()>)> {
-        let settings = Settings {
-            chunk_size: self.chunk_size,
-            expiry: Duration::from_secs(self.expiry),
-        };
-        let engine = open_engine(&self.data_dir, &settings, Arc::new(SystemClock))?;
+    pub(crate) async fn engine(
+        &self,
+    ) -> Result<(Arc<Engine>, tokio::task::JoinHandle<()>), Box<dyn std::error::Error>> {
+        let store = backends::store(&self.store, &self.data_dir).await?;
+        let sink = backends::sink(&self.sink, &self.data_dir).await?;
+        let engine = Arc::new(
+            Engine::builder(store, sink)
+                .chunk_size(self.chunk_size)
+                .session_timeout(Duration::from_secs(self.expiry))
+                .tombstone_retention(Duration::from_secs(self.tombstone_retention))
+                .build(),
+        );
         let sweeper = engine
             .clone()
             .spawn_sweeper(Duration::from_secs(self.sweep_interval.max(1)));
         Ok((engine, sweeper))
     }
-}
-
-/// Engine settings that tests set directly.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    /// The preferred chunk size in bytes.
-    pub(crate) chunk_size: u64,
-    /// Session inactivity timeout.
-    pub(crate) expiry: Duration,
-}
-
-/// The engine over `<data_dir>/store` and `<data_dir>/blobs`.
-pub(crate) fn open_engine(
-    data_dir: &Path,
-    settings: &Settings,
-    clock: Arc<dyn Clock>,
-) -> std::io::Result<Arc<Engine>> {
-    let store = FsStore::open(data_dir.join("store"))?;
-    let sink = FsSink::open(data_dir.join("blobs"))?;
-    Ok(Arc::new(
-        Engine::builder(store, sink)
-            .chunk_size(settings.chunk_size)
-            .session_timeout(settings.expiry)
-            .clock(clock)
-            .build(),
-    ))
 }
 
 /// Every dialect the example servers speak, on `engine`: the session REST

@@ -14,7 +14,7 @@ mod wiring;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = common::Args::init();
-    let (engine, sweeper) = args.engine()?;
+    let (engine, sweeper) = args.engine().await?;
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     tracing::info!(
         addr = %listener.local_addr()?,

@@ -126,6 +126,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets how long the record of an aborted or expired session is kept
+    /// (so late requests are told it is gone) before it is forgotten.
+    pub fn tombstone_retention(mut self, retention: Duration) -> Self {
+        self.config.timeouts.tombstone_retention = retention;
+        self
+    }
+
     /// Sets how long a completed upload stays temporary.
     pub fn temporary_max_age(mut self, age: Duration) -> Self {
         self.config.timeouts.temporary_max_age = age;

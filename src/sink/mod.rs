@@ -20,9 +20,13 @@ use crate::session::SessionId;
 
 mod fs;
 mod memory;
+#[cfg(feature = "s3")]
+mod s3;
 
 pub use fs::FsSink;
 pub use memory::MemorySink;
+#[cfg(feature = "s3")]
+pub use s3::S3Sink;
 
 /// A stream of body bytes, as the engine hands it to a sink and as a sink
 /// hands back a finished blob.

@@ -14,9 +14,17 @@ use crate::session::{Owner, Session, SessionId};
 
 pub(crate) mod fs;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use fs::FsStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 
 /// The version of a stored record, for compare-and-swap. Every successful
 /// write yields a new version; stores compare versions for equality only.

@@ -25,8 +25,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use crate::common::{self, Settings};
+use crate::common;
 use crate::wiring;
+use resumable::sink::FsSink;
+use resumable::store::FsStore;
 
 /// Where the manual clock starts: a whole second, so RFC 3339 times (to the
 /// second) compare exactly.
@@ -79,12 +81,15 @@ impl TestServer {
     ) -> TestServer {
         let data = tempfile::tempdir().expect("temporary data directory");
         let clock = Arc::new(ManualClock::new(UNIX_EPOCH + START));
-        let settings = Settings {
-            chunk_size,
-            expiry: EXPIRY,
-        };
-        let engine = common::open_engine(data.path(), &settings, clock.clone() as Arc<dyn Clock>)
-            .expect("open the engine");
+        let store = FsStore::open(data.path().join("store")).expect("open the store");
+        let sink = FsSink::open(data.path().join("blobs")).expect("open the sink");
+        let engine = Arc::new(
+            Engine::builder(store, sink)
+                .chunk_size(chunk_size)
+                .session_timeout(EXPIRY)
+                .clock(clock.clone() as Arc<dyn Clock>)
+                .build(),
+        );
         let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await
             .expect("bind a loopback port");
