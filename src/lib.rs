@@ -100,12 +100,18 @@
 //! |---|---|---|---|
 //! | [`store::MemoryStore`], [`sink::MemorySink`] | memory | no | no |
 //! | [`store::FsStore`], [`sink::FsSink`] | a directory | yes (fsync, atomic rename) | on one machine |
+//! | `store::RedisStore` (feature `redis`) | Redis | as Redis persists | yes (server-side compare-and-swap script) |
+//! | `store::PostgresStore` (feature `postgres`) | PostgreSQL | yes | yes (compare-and-swap on a version column) |
+//! | `sink::S3Sink` (feature `s3`) | S3 or any S3-compatible store | yes | yes (one multipart upload per session) |
 //!
 //! # Feature flags
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `http` | yes | `resumable::http`: the session REST API, tus, the IETF draft, the raw upload, CORS |
 //! | `conformance` | no | `conformance`: the public test suites every store and sink must pass |
+//! | `redis` | no | `store::RedisStore` |
+//! | `postgres` | no | `store::PostgresStore` (schema created by the crate) |
+//! | `s3` | no | `sink::S3Sink` through object_store |
 
 pub mod checksum;
 pub mod clock;

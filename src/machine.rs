@@ -470,6 +470,25 @@ pub fn reopen(session: Session, now: SystemTime, timeouts: &Timeouts) -> Result<
     })
 }
 
+/// Ends a `finalizing` session whose assembly failed for good (a sink that
+/// consumed its parts found the whole-file digest wrong): it is aborted and
+/// its bytes are to be purged.
+pub fn fail_finalize(
+    session: Session,
+    now: SystemTime,
+    timeouts: &Timeouts,
+) -> Result<Session, Error> {
+    finalizing(&session, Operation::Complete, now)?;
+    Ok(Session {
+        state: SessionState::Aborted {
+            at: now,
+            purged: false,
+            forget_at: now + timeouts.tombstone_retention,
+        },
+        ..session
+    })
+}
+
 /// Aborts an open session. Its bytes are to be purged.
 pub fn abort(session: Session, now: SystemTime, timeouts: &Timeouts) -> Result<Session, Error> {
     open_ledger(&session, Operation::Abort, now)?;

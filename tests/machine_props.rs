@@ -111,7 +111,7 @@ fn initiate_strategy() -> impl Strategy<Value = Initiate> {
             min_part_size: min,
             max_part_size: min + extra,
             max_parts,
-            max_blob_size: u64::MAX,
+            ..SinkCapabilities::UNLIMITED
         });
     (size, 0u64..=700, caps).prop_map(|(size, preferred, caps)| Initiate {
         size,

@@ -196,27 +196,13 @@ fn finished(data: &[u8]) -> FinishedBlob {
     }
 }
 
-/// Every check of the conformance suite but
-/// `retried_parts_keep_their_bytes` (see `retried_part_check_fails_on_s3`),
-/// in the suite's order; then nothing is left in the bucket.
+/// The whole conformance suite (`run_all` picks the retry check of a sink
+/// whose parts are keyed by index); then nothing is left in the bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_sink_passes_the_conformance_checks_s3_can_meet() {
+async fn s3_sink_conforms() {
     let moto = Moto::start().await;
     let s: Arc<dyn BlobSink> = Arc::new(moto.sink());
-    sink::capabilities_are_sane(&*s).await;
-    sink::put_finalize_read_round_trip(&*s).await;
-    sink::parts_in_any_order_and_concurrently(s.clone()).await;
-    sink::failing_body_is_an_error(&*s).await;
-    sink::digest_mismatch_publishes_nothing(&*s).await;
-    sink::finalize_is_idempotent(&*s).await;
-    sink::concurrent_finalize_agrees(s.clone()).await;
-    sink::late_part_after_finalize_is_refused(s.clone()).await;
-    sink::late_part_after_purge_is_refused(s.clone()).await;
-    sink::purge_is_idempotent(&*s).await;
-    sink::discard_of_a_gone_part_is_ok(&*s).await;
-    sink::empty_upload_finalizes(&*s).await;
-    sink::concatenate_joins_finished_blobs(&*s).await;
-    sink::concurrent_concatenate_agrees(s.clone()).await;
+    sink::run_all(s).await;
     assert_eq!(
         moto.multipart_uploads().await,
         Vec::<String>::new(),
@@ -229,11 +215,11 @@ async fn s3_sink_passes_the_conformance_checks_s3_can_meet() {
     );
 }
 
-/// The one check S3 cannot pass: a part put again under the same index
-/// replaces the first in S3, so finalize with the first receipt fails.
+/// The check of sinks that keep every attempt fails on S3, which keys parts
+/// by index: finalize with the first of two receipts of a part fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[should_panic(expected = "finalize failed: Backend")]
-async fn retried_part_check_fails_on_s3() {
+async fn the_check_for_kept_attempts_fails_on_s3() {
     let moto = Moto::start().await;
     sink::retried_parts_keep_their_bytes(&moto.sink()).await;
 }

@@ -35,7 +35,11 @@ pub async fn run_all(sink: Arc<dyn BlobSink>) {
     capabilities_are_sane(&*sink).await;
     put_finalize_read_round_trip(&*sink).await;
     parts_in_any_order_and_concurrently(sink.clone()).await;
-    retried_parts_keep_their_bytes(&*sink).await;
+    if sink.capabilities().parts_keyed_by_index {
+        retried_parts_supersede_by_index(&*sink).await;
+    } else {
+        retried_parts_keep_their_bytes(&*sink).await;
+    }
     failing_body_is_an_error(&*sink).await;
     digest_mismatch_publishes_nothing(&*sink).await;
     finalize_is_idempotent(&*sink).await;
@@ -160,6 +164,39 @@ pub async fn retried_parts_keep_their_bytes(sink: &dyn BlobSink) {
         "putting a part again must not change the bytes behind the first reference"
     );
     assert_read(sink, &up.handle, &up.data, "read after a retried part").await;
+    purge_ok(sink, &up.handle).await;
+}
+
+/// For a sink whose parts are keyed by index: a part put again gets a
+/// different reference, the first reference is refused by `finalize` (it
+/// never assembles superseded bytes), and the latest one is assembled.
+pub async fn retried_parts_supersede_by_index(sink: &dyn BlobSink) {
+    let up = Upload::begin(sink, 3, 4).await;
+    let mut receipts = up.put_all(sink).await;
+    let first = receipts[0].clone();
+    let other = pattern(first.len as usize, 40);
+    let retry = put_ok(sink, &up.handle, 0, 0, &other).await;
+    assert_ne!(
+        retry.part, first.part,
+        "a part put again with other bytes must get a new reference"
+    );
+    assert!(
+        sink.finalize(&up.handle, &receipts, None).await.is_err(),
+        "finalize must refuse a superseded part"
+    );
+    receipts[0] = retry;
+    let mut data = up.data.clone();
+    data[..other.len()].copy_from_slice(&other);
+    let blob = finalize_ok(sink, &up.handle, &receipts, None).await;
+    assert_eq!(
+        blob,
+        FinishedBlob {
+            size: data.len() as u64,
+            sha256: Sha256Digest::of(&data),
+        },
+        "finalize must assemble the latest bytes of a part put again"
+    );
+    assert_read(sink, &up.handle, &data, "read after a part put again").await;
     purge_ok(sink, &up.handle).await;
 }
 

@@ -63,13 +63,32 @@ impl Engine {
                 }
             }
             Err(failure) => {
-                let reopened = self
-                    .update(id, Actor::Engine, |s, now| {
-                        Ok((Some(machine::reopen(s, now, &timeouts)?), ()))
-                    })
-                    .await;
-                if let Err(e) = reopened {
-                    tracing::warn!(session = %id, error = %e, "could not reopen after a failed finalize");
+                let mismatch = matches!(
+                    failure,
+                    AssemblyFailure::Sink(SinkError::DigestMismatch { .. })
+                );
+                if mismatch && !self.sink.capabilities().keeps_parts_on_digest_mismatch {
+                    // The sink consumed the parts: nothing is left to repair.
+                    let failed = self
+                        .update(id, Actor::Engine, |s, now| {
+                            Ok((Some(machine::fail_finalize(s, now, &timeouts)?), ()))
+                        })
+                        .await;
+                    match failed {
+                        Ok((session, ())) => self.purge_and_mark(&session).await,
+                        Err(e) => {
+                            tracing::warn!(session = %id, error = %e, "could not end a failed upload")
+                        }
+                    }
+                } else {
+                    let reopened = self
+                        .update(id, Actor::Engine, |s, now| {
+                            Ok((Some(machine::reopen(s, now, &timeouts)?), ()))
+                        })
+                        .await;
+                    if let Err(e) = reopened {
+                        tracing::warn!(session = %id, error = %e, "could not reopen after a failed finalize");
+                    }
                 }
                 Err(match failure {
                     AssemblyFailure::Sink(SinkError::DigestMismatch { expected, actual }) => {

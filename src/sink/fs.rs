@@ -119,7 +119,7 @@ impl BlobSink for FsSink {
             min_part_size: 1,
             max_part_size: 5 << 30,
             max_parts: 100_000,
-            max_blob_size: u64::MAX,
+            ..SinkCapabilities::UNLIMITED
         }
     }
 

@@ -65,8 +65,9 @@ pub struct FinishedBlob {
     pub sha256: Sha256Digest,
 }
 
-/// What sizes of parts and blobs a sink can take. The engine picks every
-/// session's chunk size within these bounds.
+/// What sizes of parts and blobs a sink can take, and two behaviours some
+/// backends cannot avoid. The engine picks every session's chunk size within
+/// the bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SinkCapabilities {
     /// The smallest part the sink takes, except for the last part of a blob.
@@ -77,15 +78,29 @@ pub struct SinkCapabilities {
     pub max_parts: u64,
     /// The largest blob.
     pub max_blob_size: u64,
+    /// Parts are keyed by their index (S3's part numbers): a second
+    /// `put_part` of an index replaces the bytes of the first, whose
+    /// reference `finalize` then refuses. Such a sink is exempt from "never
+    /// change the bytes behind a `PartRef`"; it must still never assemble a
+    /// superseded part.
+    pub parts_keyed_by_index: bool,
+    /// After `finalize` refused an expected digest, the parts are still there
+    /// and the upload can be repaired. Where they are not (S3 consumes the
+    /// parts when it assembles them), the engine ends the upload instead of
+    /// reopening it.
+    pub keeps_parts_on_digest_mismatch: bool,
 }
 
 impl SinkCapabilities {
-    /// No limits worth speaking of: parts of any size from 1 byte.
+    /// No limits worth speaking of: parts of any size from 1 byte, each
+    /// attempt kept apart, repairable after a digest mismatch.
     pub const UNLIMITED: SinkCapabilities = SinkCapabilities {
         min_part_size: 1,
         max_part_size: u64::MAX,
         max_parts: u64::MAX,
         max_blob_size: u64::MAX,
+        parts_keyed_by_index: false,
+        keeps_parts_on_digest_mismatch: true,
     };
 }
 
@@ -112,13 +127,16 @@ pub struct PartSpec {
 ///   backend's acknowledgement for object stores);
 /// - return an error, and reference nothing, when the body stream yields an
 ///   error; the body stream is the only source of truth for the length;
-/// - never change the bytes behind a [`PartRef`] once returned;
+/// - never change the bytes behind a [`PartRef`] once returned (unless
+///   [`SinkCapabilities::parts_keyed_by_index`]: then never assemble a
+///   superseded one);
 /// - refuse (`SinkError::NotFound`) a `put_part` for an upload that was
 ///   purged or finalized, and never re-create it: a late part can neither
 ///   alter a finished blob nor resurrect a purged upload;
 /// - make `finalize` assemble exactly the parts given, in order, compute the
 ///   blob's SHA-256, and publish nothing if an expected digest does not match
-///   (the parts stay, so the upload can be repaired and completed again);
+///   (and, if [`SinkCapabilities::keeps_parts_on_digest_mismatch`], keep the
+///   parts, so the upload can be repaired and completed again);
 /// - make `finalize` idempotent: called again after success it returns the
 ///   same [`FinishedBlob`]; and make concurrent `finalize` calls with the same
 ///   parts safe: each returns that same blob, and no reader ever sees a

@@ -222,6 +222,8 @@ impl S3Sink {
         max_part_size: MAX_PART,
         max_parts: MAX_PARTS,
         max_blob_size: MAX_BLOB,
+        parts_keyed_by_index: true,
+        keeps_parts_on_digest_mismatch: false,
     };
 
     /// A sink that keeps its objects under `prefix` (may be empty) in the

@@ -304,3 +304,54 @@ async fn an_empty_file_completes_without_chunks(backend: Backend) {
     assert_eq!(attachment.blob.sha256, sha256(b""));
     assert!(h.read_back(&me, info.id).await.is_empty());
 }
+
+/// A sink that consumes its parts on assembly (as S3 does) cannot repair an
+/// upload whose whole-file checksum is wrong: the engine ends the upload and
+/// deletes its bytes instead of reopening it.
+#[tokio::test]
+async fn a_file_checksum_mismatch_ends_the_upload_when_the_sink_cannot_keep_its_parts() {
+    use resumable::sink::{MemorySink, SinkCapabilities};
+    use resumable::store::MemoryStore;
+    let sink = std::sync::Arc::new(MemorySink::with_capabilities(SinkCapabilities {
+        keeps_parts_on_digest_mismatch: false,
+        ..SinkCapabilities::UNLIMITED
+    }));
+    let engine = resumable::Engine::builder(MemoryStore::new(), sink.clone())
+        .chunk_size(4)
+        .build();
+    let me = Owner::new("alice");
+    let source = b"hello world!".to_vec();
+    let info = engine
+        .initiate(
+            &me,
+            new_upload("f.bin", 12, Some(sha256(b"something else"))),
+        )
+        .await
+        .unwrap();
+    for index in 0..3 {
+        let bytes = source[index as usize * 4..(index as usize + 1) * 4].to_vec();
+        engine
+            .upload_chunk(&me, info.id, index, body(&bytes), ChunkOptions::default())
+            .await
+            .unwrap();
+    }
+    assert_err!(
+        engine.complete(&me, info.id).await,
+        Error::ChecksumMismatch {
+            scope: DigestScope::File,
+            ..
+        }
+    );
+    assert_err!(
+        engine.status(&me, info.id).await,
+        Error::SessionGone {
+            state: StateKind::Aborted,
+            ..
+        }
+    );
+    assert_eq!(
+        sink.upload_count(),
+        0,
+        "every byte of the ended upload is deleted"
+    );
+}

@@ -15,10 +15,12 @@
 # throughput comparison.
 #
 #   bash tests/scaleout/run.sh        (after scripts/test.sh installed the services)
+#   SCALEOUT_PROFILE=release bash tests/scaleout/run.sh    (throughput figures)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 work=$(mktemp -d)
+chmod 755 "$work"  # PostgreSQL runs as its own user and must reach its directory
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -60,8 +62,14 @@ curl -sf -X PUT "$s3/uploads" > /dev/null
 
 export AWS_ENDPOINT="$s3" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
-cargo build --quiet --example server --features redis,postgres,s3
-bin="${CARGO_TARGET_DIR:-target}/debug/examples/server"
+# SCALEOUT_PROFILE=release measures throughput; the default checks behaviour.
+profile=${SCALEOUT_PROFILE:-debug}
+if [ "$profile" = release ]; then
+  cargo build --quiet --release --example server --features redis,postgres,s3
+else
+  cargo build --quiet --example server --features redis,postgres,s3
+fi
+bin="${CARGO_TARGET_DIR:-target}/$profile/examples/server"
 
 source_file="$work/source.bin"
 head -c $((256 * 1024 * 1024)) /dev/urandom > "$source_file"

@@ -67,7 +67,7 @@ fn caps(min: u64, max: u64, max_parts: u64) -> SinkCapabilities {
         min_part_size: min,
         max_part_size: max,
         max_parts,
-        max_blob_size: u64::MAX,
+        ..SinkCapabilities::UNLIMITED
     }
 }
 
