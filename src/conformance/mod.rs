@@ -51,6 +51,7 @@
 //!
 //! [`SessionStore`]: crate::SessionStore
 
+pub mod faults;
 pub mod sink;
 pub mod store;
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::types::{AppendOptions, AppendReceipt, NewAppendUpload, SessionStatus};
-use super::{Actor, BodyFailure, Engine};
+use super::{Actor, BodyFailure, Engine, outcome_unknown};
 use crate::error::{BoxError, DigestScope, Error, Operation, SinkError};
 use crate::ledger::PartReceipt;
 use crate::machine;
@@ -240,7 +240,7 @@ impl Engine {
         let session = match recorded {
             Ok((session, ())) => session,
             Err(e) => {
-                if let Some(stored) = &stored {
+                if let Some(stored) = stored.as_ref().filter(|_| !outcome_unknown(&e)) {
                     let _ = self.sink.discard_part(&upload, &stored.part).await;
                 }
                 return Err(e);

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::types::{ChunkOptions, ChunkReceipt, NewUpload, SessionInfo};
-use super::{Actor, BodyFailure, Engine};
+use super::{Actor, BodyFailure, Engine, outcome_unknown};
 use crate::error::{BodyLength, BoxError, DigestScope, Error, Operation, SinkError};
 use crate::ledger::PartReceipt;
 use crate::machine;
@@ -127,7 +127,9 @@ impl Engine {
                 })
             }
             Err(e) => {
-                let _ = self.sink.discard_part(&upload, &stored.part).await;
+                if !outcome_unknown(&e) {
+                    let _ = self.sink.discard_part(&upload, &stored.part).await;
+                }
                 Err(e)
             }
         }

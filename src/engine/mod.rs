@@ -325,6 +325,15 @@ impl Engine {
     }
 }
 
+/// Whether a failed [`Engine::update`] may nonetheless have been written:
+/// a store failure other than a conflict (a reply lost after the commit, a
+/// timeout) leaves the outcome unknown. The parts such a record may
+/// reference are kept (the sink removes unreferenced parts at finalize and
+/// purge); every other error proves nothing was recorded.
+fn outcome_unknown(error: &Error) -> bool {
+    matches!(error, Error::Store(_))
+}
+
 /// A short, jittered pause before retrying a conflicting update.
 async fn backoff(attempt: u32) {
     let cap_us = 200u64 << attempt.min(6);
