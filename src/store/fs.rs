@@ -3,11 +3,16 @@
 //!
 //! Layout under the root:
 //! - `sessions/{id}.json`: one record per session, `{"version", "session"}`,
-//!   replaced atomically (write a temporary file, fsync, rename, fsync the
-//!   directory);
+//!   replaced atomically (write a temporary file `.{id}.{random}.tmp`, fsync,
+//!   rename, fsync the directory);
 //! - `locks/{00..ff}.lock`: 256 lock files; a compare-and-swap holds the
 //!   exclusive `flock` of the session's shard while it reads, compares and
 //!   renames, so writers in different processes serialize per shard.
+//!
+//! A temporary file is made and renamed only under its session's shard lock,
+//! so one a crash left behind is known by the lock being free: the sweep
+//! removes it at once. (Temporary files without the session in their name,
+//! from older versions, are removed once older than ten minutes.)
 //!
 //! All file I/O runs on tokio's blocking pool, never on the async workers.
 
@@ -24,7 +29,8 @@ use super::{SessionStore, Version, Versioned};
 use crate::error::StoreError;
 use crate::session::{Owner, Session, SessionId};
 
-/// Temporary files older than this, left by a crash, are removed by `due`.
+/// Temporary files that do not name their session, left by a crash, are
+/// removed by `due` once older than this.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// Sessions as JSON files in a directory.
@@ -97,9 +103,14 @@ impl Dirs {
         }
     }
 
+    /// Replaces the record; the caller holds the session's shard lock.
     fn write(&self, record: &Record) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        let mut temp = tempfile::NamedTempFile::new_in(&self.sessions).map_err(backend)?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", record.session.id))
+            .suffix(".tmp")
+            .tempfile_in(&self.sessions)
+            .map_err(backend)?;
         temp.write_all(&bytes).map_err(backend)?;
         temp.as_file().sync_all().map_err(backend)?;
         temp.persist(self.record_path(&record.session.id))
@@ -107,9 +118,8 @@ impl Dirs {
         sync_dir(&self.sessions).map_err(backend)
     }
 
-    /// Every record, skipping (and logging) unreadable ones; removes
-    /// temporary files a crash left behind. Their age is judged by the file
-    /// system's own time, never by the engine's (possibly virtual) clock.
+    /// Every record, skipping (and logging) unreadable ones; with
+    /// `remove_stale`, removes temporary files a crash left behind.
     fn scan(&self, remove_stale: bool) -> Result<Vec<Record>, StoreError> {
         let now = SystemTime::now();
         let mut out = Vec::new();
@@ -118,13 +128,8 @@ impl Dirs {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with('.') {
-                let stale = remove_stale
-                    && entry
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|m| now.duration_since(m).is_ok_and(|age| age > STALE_TEMP_AGE));
-                if stale {
-                    let _ = fs::remove_file(entry.path());
+                if remove_stale {
+                    self.remove_stale_temp(&entry, &name, now);
                 }
                 continue;
             }
@@ -144,6 +149,43 @@ impl Dirs {
         }
         Ok(out)
     }
+
+    /// Removes a temporary file no writer is using. One named for its
+    /// session is taken under the session's shard lock: its writer held that
+    /// lock from creating it to renaming it, so once the lock is had the file
+    /// is either renamed already or left by a crash. Any other is removed
+    /// once older than [`STALE_TEMP_AGE`], judged by the file system's own
+    /// time, never by the engine's (possibly virtual) clock.
+    fn remove_stale_temp(&self, entry: &fs::DirEntry, name: &str, now: SystemTime) {
+        if let Some(id) = temp_owner(name) {
+            if let Ok(_lock) = self.lock(&id) {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::debug!(file = %name, "removed a temporary file left by a crash")
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(file = %name, error = %e, "could not remove a temporary file")
+                    }
+                }
+            }
+            return;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| now.duration_since(m).is_ok_and(|age| age > STALE_TEMP_AGE));
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The session a temporary record file (`.{id}.{random}.tmp`) belongs to.
+fn temp_owner(name: &str) -> Option<SessionId> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (id, _random) = rest.split_once('.')?;
+    id.parse().ok()
 }
 
 #[async_trait]
@@ -242,4 +284,65 @@ fn backend(e: io::Error) -> StoreError {
 /// Makes a directory's entries (a rename, a new file) durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_temporary_file_names_its_session() {
+        let id = SessionId::random();
+        assert_eq!(temp_owner(&format!(".{id}.Ab12Cd.tmp")), Some(id));
+        assert_eq!(temp_owner(".tmpAb12Cd"), None);
+        assert_eq!(temp_owner(&format!(".{id}.Ab12Cd")), None);
+        assert_eq!(temp_owner(".not-an-id.Ab12Cd.tmp"), None);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_a_temporary_file_left_by_a_crash_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let store = FsStore::open(root.path()).unwrap();
+        let sessions = root.path().join("sessions");
+        let id = SessionId::random();
+        let crashed = format!(".{id}.Ab12Cd.tmp");
+        fs::write(sessions.join(&crashed), b"{\"version\":").unwrap();
+        // Without the session in its name, a fresh one may be another
+        // process's: it stays until it is old.
+        fs::write(sessions.join(".tmpAb12Cd"), b"{").unwrap();
+
+        store.due(SystemTime::now(), 10).await.unwrap();
+        assert_eq!(names(&sessions), vec![".tmpAb12Cd".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_leaves_a_temporary_file_whose_writer_holds_the_lock() {
+        let root = tempfile::tempdir().unwrap();
+        let store = FsStore::open(root.path()).unwrap();
+        let sessions = root.path().join("sessions");
+        let id = SessionId::random();
+        let writing = sessions.join(format!(".{id}.Ab12Cd.tmp"));
+        let lock = store.inner.lock(&id).unwrap();
+        fs::write(&writing, b"{").unwrap();
+        let sweep = tokio::spawn({
+            let store = store.clone();
+            async move { store.due(SystemTime::now(), 10).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(writing.exists(), "removed while its writer held the lock");
+        // The writer renames it into place, then lets go.
+        fs::rename(&writing, sessions.join(format!("{id}.json.renamed"))).unwrap();
+        drop(lock);
+        sweep.await.unwrap().unwrap();
+        assert_eq!(names(&sessions), vec![format!("{id}.json.renamed")]);
+    }
 }
