@@ -113,6 +113,9 @@
 //! | `postgres` | no | `store::PostgresStore` (schema created by the crate) |
 //! | `s3` | no | `sink::S3Sink` through object_store |
 
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod __fuzz;
 pub mod checksum;
 pub mod clock;
 #[cfg(feature = "conformance")]

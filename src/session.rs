@@ -452,7 +452,8 @@ impl Session {
         let size = self.file.size?;
         (index < self.total_chunks()).then(|| {
             let start = index * self.chunk_size;
-            start..(start + self.chunk_size).min(size)
+            // The last chunk of a file near 2^64 bytes may end past 2^64.
+            start..start.saturating_add(self.chunk_size).min(size)
         })
     }
 
@@ -535,6 +536,38 @@ mod tests {
         );
         assert_eq!(FileName::parse(".bashrc").unwrap().extension(), None);
         assert_eq!(FileName::parse("noext").unwrap().extension(), None);
+    }
+
+    #[test]
+    fn the_last_chunk_of_a_file_near_2_64_bytes_ends_at_its_size() {
+        // Found by fuzzing: the end of the last chunk overflowed. A memory
+        // sink and a policy without a size limit plan this layout.
+        use crate::machine::{Timeouts, open, plan_chunk_size};
+        use crate::sink::{SinkCapabilities, UploadHandle};
+        let caps = SinkCapabilities {
+            max_parts: 100_000,
+            ..SinkCapabilities::UNLIMITED
+        };
+        let chunk_size = plan_chunk_size(u64::MAX, 8 << 20, &caps).unwrap();
+        let file = FileMeta {
+            size: Some(u64::MAX),
+            ..FileMeta::default()
+        };
+        let now = SystemTime::UNIX_EPOCH;
+        let upload = UploadHandle::new("u");
+        let s = open(
+            SessionId::random(),
+            Owner::anonymous(),
+            file,
+            chunk_size,
+            upload,
+            now,
+            &Timeouts::default(),
+        );
+        assert_eq!(s.total_chunks(), 100_000);
+        let last = s.chunk_range(99_999).unwrap();
+        assert_eq!(last, 99_999 * chunk_size..u64::MAX);
+        assert_eq!(s.chunk_range(99_998).unwrap().end, last.start);
     }
 
     #[test]

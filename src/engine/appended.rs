@@ -161,19 +161,27 @@ impl Engine {
             None => loaded.session.clone(),
         };
         let room = machine::append_target(&probe, offset, now)?;
-        let limit = room
-            .or_else(|| {
-                self.policy
-                    .max_file_size(caller)
-                    .map(|max| max.saturating_sub(offset))
-            })
-            .into_iter()
-            .chain(options.max_len)
-            .min();
+        let upload_room = room.or_else(|| {
+            self.policy
+                .max_file_size(caller)
+                .map(|max| max.saturating_sub(offset))
+        });
+        let limit = upload_room.into_iter().chain(options.max_len).min();
+        // The request's own limit, when it is the one that binds, is
+        // reported as such: a request too large, not an upload too long.
+        let request_cap = options
+            .max_len
+            .filter(|cap| upload_room.is_none_or(|room| *cap < room));
         if let (Some(declared), Some(limit)) = (options.declared_len, limit)
             && declared > limit
         {
-            return Err(too_long(&probe, limit, offset));
+            return Err(match request_cap {
+                Some(max) => Error::FileTooLarge {
+                    size: declared,
+                    max,
+                },
+                None => too_long(&probe, limit, offset),
+            });
         }
         let upload = loaded.session.upload.clone();
         let stored = if options.declared_len == Some(0) {
@@ -204,13 +212,23 @@ impl Engine {
                 }
                 Err(BodyFailure::Sink(e)) => return Err(e.into()),
                 Err(BodyFailure::Meter(outcome)) => {
-                    return Err(append_error(outcome, &probe, limit, offset));
+                    return Err(match (outcome, request_cap) {
+                        (MeterOutcome::TooLong, Some(max)) => Error::FileTooLarge {
+                            size: max.saturating_add(1),
+                            max,
+                        },
+                        (outcome, _) => append_error(outcome, &probe, limit, offset),
+                    });
                 }
             }
         };
-        if let Some(cut_off) = stored.as_ref().and_then(|s| s.cut_off.as_ref()) {
+        let cut_off = stored.as_ref().and_then(|s| s.cut_off.as_ref());
+        if let Some(cut_off) = cut_off {
             tracing::debug!(session = %id, error = %cut_off, "keeping the bytes of a cut-off append");
         }
+        // A body cut off did not carry the last bytes its request announced:
+        // what arrived is kept, and the upload stays open.
+        let last = options.last && cut_off.is_none();
         let receipt = stored.as_ref().map(|s| PartReceipt {
             offset,
             len: s.len,
@@ -229,7 +247,7 @@ impl Engine {
                     Some(r) => machine::record_append(s, r.clone(), now, &timeouts)?,
                     None => machine::record_append(s, empty_receipt(offset), now, &timeouts)?,
                 };
-                let s = if options.last {
+                let s = if last {
                     machine::declare_length(s, offset + len, now)?
                 } else {
                     s

@@ -225,9 +225,28 @@ impl Engine {
         let id = SessionId::random();
         let handle = self.sink.begin(&id, None).await?;
         let session = build(id, handle, self.clock.now());
-        if let Err(e) = self.store.create(&session).await {
-            self.purge_quietly(&session).await;
-            return Err(e.into());
+        let version = match self.store.create(&session).await {
+            Ok(version) => version,
+            Err(e) => {
+                self.purge_quietly(&session).await;
+                return Err(e.into());
+            }
+        };
+        // `admit` counted the owner's sessions before this one existed, and
+        // concurrent creations by the same owner may all have passed it.
+        // Counting again now that this one is stored settles the race: a
+        // creation that sees more than the limit withdraws. The last of the
+        // survivors to count saw every other survivor, so the limit holds (a
+        // burst may be refused a little more than it had to be).
+        if let Some(limit) = self.policy.open_session_limit(&session.owner) {
+            let count = self
+                .store
+                .count_active(&session.owner, self.clock.now())
+                .await;
+            if count.is_ok_and(|n| n > limit) && self.store.delete(&id, version).await.is_ok() {
+                self.purge_quietly(&session).await;
+                return Err(Error::QuotaExceeded { limit });
+            }
         }
         tracing::debug!(session = %id, size = ?session.file.size, kind = ?session.kind, "upload created");
         Ok(session)

@@ -187,11 +187,15 @@ pub struct AppendOptions {
     /// `Upload-Length` on a deferred upload, IETF `Upload-Length`).
     pub length: Option<u64>,
     /// This request carries the upload's last bytes: its length is the offset
-    /// where the request ends (IETF `Upload-Complete: ?1`).
+    /// where the request ends (IETF `Upload-Complete: ?1`). A body cut off
+    /// (kept with [`keep_cut_off`](Self::keep_cut_off)) did not reach that
+    /// end: its bytes are kept and the upload stays open.
     pub last: bool,
     /// The most bytes this request may carry (a raw upload's target limit
-    /// when the body's length is not declared); more is refused as too
-    /// large.
+    /// when the body's length is not declared, the IETF draft's
+    /// `max-append-size`); more is refused as too large
+    /// ([`Error::FileTooLarge`](crate::Error::FileTooLarge) with this limit
+    /// as `max`, when it is below what the upload has room for).
     pub max_len: Option<u64>,
 }
 

@@ -2,6 +2,7 @@
 //! hands requests to.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -28,6 +29,9 @@ use crate::session::Owner;
 /// assert!(endpoint.matches("/files/"));
 /// assert!(endpoint.matches("/file/upload/avatars"));
 /// ```
+///
+/// Every dialect abandons a request body that sends nothing for 60 seconds
+/// (see [`body_idle_timeout`](Endpoint::body_idle_timeout)).
 #[derive(Debug, Clone, Default)]
 pub struct Endpoint {
     rest: Option<RestApi>,
@@ -35,6 +39,7 @@ pub struct Endpoint {
     ietf: Option<IetfApi>,
     raw: Option<RawApi>,
     cors: Option<Cors>,
+    body_idle_timeout: Option<Duration>,
 }
 
 impl Endpoint {
@@ -54,25 +59,65 @@ impl Endpoint {
 
     /// Serves the session REST API.
     pub fn rest(mut self, api: RestApi) -> Self {
-        self.rest = Some(api);
+        self.rest = Some(match self.body_idle_timeout {
+            Some(t) => api.with_body_idle_timeout(t),
+            None => api,
+        });
         self
     }
 
     /// Serves tus.
     pub fn tus(mut self, api: TusApi) -> Self {
-        self.tus = Some(api);
+        self.tus = Some(match self.body_idle_timeout {
+            Some(t) => api.with_body_idle_timeout(t),
+            None => api,
+        });
         self
     }
 
     /// Serves the IETF draft.
     pub fn ietf(mut self, api: IetfApi) -> Self {
-        self.ietf = Some(api);
+        self.ietf = Some(match self.body_idle_timeout {
+            Some(t) => api.with_body_idle_timeout(t),
+            None => api,
+        });
         self
     }
 
     /// Serves the raw single-request upload.
     pub fn raw(mut self, api: RawApi) -> Self {
-        self.raw = Some(api);
+        self.raw = Some(match self.body_idle_timeout {
+            Some(t) => api.with_body_idle_timeout(t),
+            None => api,
+        });
+        self
+    }
+
+    /// Sets how long a request body may send nothing before every dialect
+    /// abandons it: 60 seconds unless set. It applies to the dialects
+    /// added before and after this call.
+    ///
+    /// Each frame of a body must arrive within `timeout` of the previous one
+    /// (of the start of the read, for the first). When one does not, the
+    /// body counts as broken, exactly like a connection cut at that point.
+    /// A chunk of the session REST API is discarded and not recorded, and a
+    /// raw upload leaves nothing: both are answered `400`
+    /// (`request-body-failed`, which a client may retry). tus and the IETF
+    /// draft keep the bytes that arrived before the stall and answer with
+    /// the offset reached, so the client resumes from there; a request
+    /// covered by a checksum keeps nothing and is answered `400`.
+    ///
+    /// It bounds the silence between frames, not the request's duration: a
+    /// client trickling bytes faster than the timeout is not cut off. Limit
+    /// total request time or minimum rates in the server or proxy in front.
+    /// The timer is Tokio's: the endpoint must run on a Tokio runtime with
+    /// its time driver enabled.
+    pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.body_idle_timeout = Some(timeout);
+        self.rest = self.rest.map(|a| a.with_body_idle_timeout(timeout));
+        self.tus = self.tus.map(|a| a.with_body_idle_timeout(timeout));
+        self.ietf = self.ietf.map(|a| a.with_body_idle_timeout(timeout));
+        self.raw = self.raw.map(|a| a.with_body_idle_timeout(timeout));
         self
     }
 

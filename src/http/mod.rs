@@ -24,9 +24,9 @@ pub mod rest;
 pub mod tus;
 
 mod body;
-mod disposition;
+pub(crate) mod disposition;
 mod reply;
-mod request;
+pub(crate) mod request;
 
 use bytes::Bytes;
 

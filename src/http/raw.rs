@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{StatusCode, request::Parts};
@@ -31,7 +32,7 @@ use http_body::Body;
 use serde::Serialize;
 
 use super::Reply;
-use super::body::data_stream;
+use super::body::{DEFAULT_IDLE_TIMEOUT, data_stream};
 use super::problem::{error_reply, method_not_allowed, no_such_route};
 use super::request::{content_length, require_media_type};
 use super::rest::rfc3339;
@@ -46,6 +47,7 @@ pub struct RawApi {
     engine: Arc<Engine>,
     base: String,
     targets: HashMap<String, Arc<dyn Policy>>,
+    body_idle_timeout: Duration,
 }
 
 #[derive(Serialize)]
@@ -69,12 +71,21 @@ impl RawApi {
             engine,
             base: "/file/upload".to_owned(),
             targets: HashMap::new(),
+            body_idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
     /// Serves the upload under another path prefix (no trailing slash).
     pub fn with_base_path(mut self, base: impl Into<String>) -> Self {
         self.base = base.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Sets how long a request body may send nothing before it is abandoned
+    /// (60 s by default): see
+    /// [`Endpoint::body_idle_timeout`](crate::http::Endpoint::body_idle_timeout).
+    pub fn with_body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.body_idle_timeout = timeout;
         self
     }
 
@@ -170,7 +181,13 @@ impl RawApi {
         };
         let appended = self
             .engine
-            .append(owner, status.id, 0, data_stream(body, None), options)
+            .append(
+                owner,
+                status.id,
+                0,
+                data_stream(body, None, self.body_idle_timeout),
+                options,
+            )
             .await;
         match appended {
             Ok(receipt) => receipt

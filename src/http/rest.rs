@@ -15,7 +15,7 @@
 //! Errors are `application/problem+json` (see [`problem`](super::problem)).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
 use super::Reply;
-use super::body::data_stream;
+use super::body::{DEFAULT_IDLE_TIMEOUT, data_stream};
 use super::problem::{error_reply, problem};
 use super::request::{
     collect_limited, content_digest_sha256, content_length, content_range, parse_u64,
@@ -44,6 +44,7 @@ const MAX_JSON_BODY: usize = 64 << 10;
 pub struct RestApi {
     engine: Arc<Engine>,
     base: String,
+    body_idle_timeout: Duration,
 }
 
 /// A parsed route.
@@ -137,12 +138,21 @@ impl RestApi {
         RestApi {
             engine,
             base: "/attachment".to_owned(),
+            body_idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
     /// Serves the API under another path prefix (no trailing slash).
     pub fn with_base_path(mut self, base: impl Into<String>) -> Self {
         self.base = base.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Sets how long a request body may send nothing before it is abandoned
+    /// (60 s by default): see
+    /// [`Endpoint::body_idle_timeout`](crate::http::Endpoint::body_idle_timeout).
+    pub fn with_body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.body_idle_timeout = timeout;
         self
     }
 
@@ -179,7 +189,7 @@ impl RestApi {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let body = data_stream(body, None);
+        let body = data_stream(body, None, self.body_idle_timeout);
         let path = parts.uri.path();
         let Some(route) = self.route(path) else {
             return problem(

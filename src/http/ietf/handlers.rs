@@ -83,11 +83,18 @@ impl IetfApi {
                 checksum,
                 keep_cut_off: true,
                 last: complete,
+                max_len: self.max_append_size,
                 ..AppendOptions::default()
             };
             let appended = self
                 .engine
-                .append(owner, status.id, 0, data_stream(body, None), options)
+                .append(
+                    owner,
+                    status.id,
+                    0,
+                    data_stream(body, None, self.body_idle_timeout),
+                    options,
+                )
                 .await;
             if let Err(e) = appended {
                 let mut reply = self.error(&e, interop, owner);
@@ -148,11 +155,18 @@ impl IetfApi {
             keep_cut_off: true,
             length: declared_length(h, complete.then_some(offset), declared)?,
             last: complete,
+            max_len: self.max_append_size,
             ..AppendOptions::default()
         };
         let appended = self
             .engine
-            .append(owner, id, offset, data_stream(body, None), options)
+            .append(
+                owner,
+                id,
+                offset,
+                data_stream(body, None, self.body_idle_timeout),
+                options,
+            )
             .await;
         if let Err(e) = appended {
             return Err(self.refused_append(owner, id, declared, e).await);
@@ -336,13 +350,22 @@ fn declared_len<B: Body>(h: &HeaderMap, body: &B) -> Result<Option<u64>, Error> 
 
 /// The upload's length from `Upload-Length` and, with `Upload-Complete: ?1`,
 /// from the request's end (`offset + Content-Length`); they must agree.
-fn declared_length(
+pub(crate) fn declared_length(
     h: &HeaderMap,
     complete_at: Option<u64>,
     declared: Option<u64>,
 ) -> Result<Option<u64>, Error> {
     let by_header = sf_u64(h, "upload-length");
-    let by_end = complete_at.zip(declared).map(|(offset, n)| offset + n);
+    let by_end = complete_at
+        .zip(declared)
+        .map(|(offset, n)| {
+            offset
+                .checked_add(n)
+                .ok_or_else(|| Error::InconsistentLength {
+                    reason: format!("the request ends past 2^64 bytes ({offset} + {n})"),
+                })
+        })
+        .transpose()?;
     match (by_header, by_end) {
         (Some(a), Some(b)) if a != b => Err(Error::InconsistentLength {
             reason: format!("Upload-Length says {a}, the completing request ends at {b}"),

@@ -28,9 +28,10 @@
 //! informational response other than `100 Continue`. Clients learn the
 //! location from the final `201`, which every draft version also sends.
 
-mod handlers;
+pub(crate) mod handlers;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -38,6 +39,7 @@ use http::{HeaderMap, Method, request::Parts};
 use http_body::Body;
 
 use super::Reply;
+use super::body::DEFAULT_IDLE_TIMEOUT;
 use super::location::Locations;
 use super::problem::{method_not_allowed, no_such_route};
 use crate::engine::Engine;
@@ -57,15 +59,16 @@ pub struct IetfApi {
     base: String,
     locations: Locations,
     max_append_size: Option<u64>,
+    body_idle_timeout: Duration,
 }
 
 /// The interop version a request speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Interop(u8);
+pub(crate) struct Interop(pub(crate) u8);
 
 impl Interop {
     /// The version of a request: its `Upload-Draft-Interop-Version`, or 8.
-    fn of(headers: &HeaderMap) -> Result<Interop, Error> {
+    pub(crate) fn of(headers: &HeaderMap) -> Result<Interop, Error> {
         let Some(value) = headers.get("upload-draft-interop-version") else {
             return Ok(Interop(*VERSIONS.end()));
         };
@@ -84,7 +87,7 @@ impl Interop {
     }
 
     /// Whether the request says it carries the upload's last bytes.
-    fn complete(self, headers: &HeaderMap) -> Option<bool> {
+    pub(crate) fn complete(self, headers: &HeaderMap) -> Option<bool> {
         if self.0 == 3 {
             sf_bool(headers, "upload-incomplete").map(|incomplete| !incomplete)
         } else {
@@ -93,7 +96,7 @@ impl Interop {
     }
 
     /// Writes the completeness state as this version names it.
-    fn set_complete(self, headers: &mut HeaderMap, complete: bool) {
+    pub(crate) fn set_complete(self, headers: &mut HeaderMap, complete: bool) {
         let (name, value) = if self.0 == 3 {
             ("upload-incomplete", !complete)
         } else {
@@ -118,7 +121,7 @@ impl Interop {
 
 /// A Structured Field Item that must be an Integer `>= 0`; any other value
 /// makes the field count as absent, as the draft says.
-fn sf_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+pub(crate) fn sf_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     let item: sfv::Item = sfv::Parser::new(headers.get(name)?.as_bytes())
         .parse()
         .ok()?;
@@ -126,7 +129,7 @@ fn sf_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
 }
 
 /// A Structured Field Item that must be a Boolean.
-fn sf_bool(headers: &HeaderMap, name: &str) -> Option<bool> {
+pub(crate) fn sf_bool(headers: &HeaderMap, name: &str) -> Option<bool> {
     let item: sfv::Item = sfv::Parser::new(headers.get(name)?.as_bytes())
         .parse()
         .ok()?;
@@ -148,6 +151,7 @@ impl IetfApi {
             base: "/uploads".to_owned(),
             locations: Locations::new(),
             max_append_size: None,
+            body_idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -168,6 +172,14 @@ impl IetfApi {
     /// requests get `413`).
     pub fn with_max_append_size(mut self, bytes: u64) -> Self {
         self.max_append_size = Some(bytes);
+        self
+    }
+
+    /// Sets how long a request body may send nothing before it is abandoned
+    /// (60 s by default): see
+    /// [`Endpoint::body_idle_timeout`](crate::http::Endpoint::body_idle_timeout).
+    pub fn with_body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.body_idle_timeout = timeout;
         self
     }
 

@@ -94,7 +94,7 @@ impl TusApi {
         let mut offset = None;
         if has_body && media_type(h)?.as_deref() == Some(OFFSET_OCTET_STREAM) {
             let options = self.append_options(h)?;
-            let stream = data_stream(body, options.1);
+            let stream = data_stream(body, options.1, self.body_idle_timeout);
             match self
                 .engine
                 .append(owner, status.id, 0, stream, options.0)
@@ -195,7 +195,13 @@ impl TusApi {
             .transpose()?;
         let result = self
             .engine
-            .append(owner, id, offset, data_stream(body, trailers), options)
+            .append(
+                owner,
+                id,
+                offset,
+                data_stream(body, trailers, self.body_idle_timeout),
+                options,
+            )
             .await;
         let receipt = match result {
             Ok(receipt) => receipt,

@@ -19,9 +19,10 @@
 //! checksum mismatch (the bytes are discarded and the offset stays).
 
 mod handlers;
-mod headers;
+pub(crate) mod headers;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -29,6 +30,7 @@ use http::{Method, StatusCode, request::Parts};
 use http_body::Body;
 
 use super::Reply;
+use super::body::DEFAULT_IDLE_TIMEOUT;
 use super::location::Locations;
 use super::problem::{error_reply, error_reply_as, method_not_allowed, no_such_route, problem};
 use crate::engine::Engine;
@@ -46,6 +48,7 @@ pub struct TusApi {
     engine: Arc<Engine>,
     base: String,
     locations: Locations,
+    body_idle_timeout: Duration,
 }
 
 /// What a request addresses.
@@ -63,6 +66,7 @@ impl TusApi {
             engine,
             base: "/files".to_owned(),
             locations: Locations::new(),
+            body_idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -75,6 +79,14 @@ impl TusApi {
     /// Sets how `Location` headers are written (behind a proxy, relative).
     pub fn with_locations(mut self, locations: Locations) -> Self {
         self.locations = locations;
+        self
+    }
+
+    /// Sets how long a request body may send nothing before it is abandoned
+    /// (60 s by default): see
+    /// [`Endpoint::body_idle_timeout`](crate::http::Endpoint::body_idle_timeout).
+    pub fn with_body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.body_idle_timeout = timeout;
         self
     }
 
