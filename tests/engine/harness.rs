@@ -3,7 +3,7 @@
 //! backends.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -344,32 +344,9 @@ impl Harness {
     }
 }
 
-/// The names in a directory, sorted.
-pub(crate) fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-/// Every path under `root` (files and directories), relative, sorted.
-pub(crate) fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path.clone());
-            }
-            out.push(path.strip_prefix(root).unwrap().to_path_buf());
-        }
-    }
-    out.sort();
-    out
-}
+// Shared by the targets that include this file; each uses a subset.
+#[allow(unused_imports)]
+pub(crate) use crate::files::{entries, walk};
 
 pub(crate) fn shard_lock(id: SessionId) -> PathBuf {
     PathBuf::from(format!("locks/{:02x}.lock", id.as_uuid().as_bytes()[0]))

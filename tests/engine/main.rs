@@ -6,6 +6,8 @@
 //! and run on `FsStore` + `FsSink` only. A property test sends random chunk
 //! sequences to the memory backends.
 
+#[path = "../support/files.rs"]
+mod files;
 #[macro_use]
 mod harness;
 

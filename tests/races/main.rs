@@ -12,6 +12,8 @@
 //! exactly the bytes that were recorded. The tallies of the outcomes seen
 //! are printed (`-- --nocapture`).
 
+#[path = "../support/files.rs"]
+mod files;
 // The engine scenarios' harness; the races use part of it.
 #[allow(dead_code, unused_macros)]
 #[macro_use]
