@@ -310,6 +310,25 @@ impl<Op, A> Default for Script<Op, A> {
 }
 
 impl<Op: Copy + Eq + Hash, A: Copy> Script<Op, A> {
+    /// Delays every later call of `op` by `delay`; a zero delay removes it.
+    fn set_delay(&mut self, op: Op, delay: Duration) {
+        if delay.is_zero() {
+            self.delays.remove(&op);
+        } else {
+            self.delays.insert(op, delay);
+        }
+    }
+
+    /// How many calls of `op` arrived.
+    fn calls_of(&self, op: Op) -> u64 {
+        self.calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// How many calls of `op` were answered with an injected fault.
+    fn injected_of(&self, op: Op) -> u64 {
+        self.injected.get(&op).copied().unwrap_or(0)
+    }
+
     fn push(&mut self, op: Op, action: A, times: u64) {
         if times > 0 {
             self.rules.push(Rule { op, times, action });
@@ -421,12 +440,7 @@ impl<S: SessionStore> FaultyStore<S> {
     /// Delays every later call of `op` by `delay` before it is forwarded (or
     /// failed), until [`clear`](Self::clear)ed; a zero delay removes it.
     pub fn delay(&self, op: StoreOp, delay: Duration) -> &Self {
-        let mut script = lock(&self.script);
-        if delay.is_zero() {
-            script.delays.remove(&op);
-        } else {
-            script.delays.insert(op, delay);
-        }
+        lock(&self.script).set_delay(op, delay);
         self
     }
 
@@ -444,12 +458,12 @@ impl<S: SessionStore> FaultyStore<S> {
 
     /// How many calls of `op` this wrapper received, faulty or not.
     pub fn calls(&self, op: StoreOp) -> u64 {
-        lock(&self.script).calls.get(&op).copied().unwrap_or(0)
+        lock(&self.script).calls_of(op)
     }
 
     /// How many calls of `op` were answered with an injected fault.
     pub fn injected(&self, op: StoreOp) -> u64 {
-        lock(&self.script).injected.get(&op).copied().unwrap_or(0)
+        lock(&self.script).injected_of(op)
     }
 
     /// How many calls of `op` the queued rules still apply to.
@@ -605,12 +619,7 @@ impl<K: BlobSink> FaultySink<K> {
     /// Delays every later call of `op` by `delay` before it is forwarded (or
     /// failed), until [`clear`](Self::clear)ed; a zero delay removes it.
     pub fn delay(&self, op: SinkOp, delay: Duration) -> &Self {
-        let mut script = lock(&self.script);
-        if delay.is_zero() {
-            script.delays.remove(&op);
-        } else {
-            script.delays.insert(op, delay);
-        }
+        lock(&self.script).set_delay(op, delay);
         self
     }
 
@@ -629,13 +638,13 @@ impl<K: BlobSink> FaultySink<K> {
 
     /// How many calls of `op` this wrapper received, faulty or not.
     pub fn calls(&self, op: SinkOp) -> u64 {
-        lock(&self.script).calls.get(&op).copied().unwrap_or(0)
+        lock(&self.script).calls_of(op)
     }
 
     /// How many calls of `op` were answered with an injected fault, or (a
     /// short part) had their body cut.
     pub fn injected(&self, op: SinkOp) -> u64 {
-        lock(&self.script).injected.get(&op).copied().unwrap_or(0)
+        lock(&self.script).injected_of(op)
     }
 
     /// How many calls of `op` the queued rules still apply to.
