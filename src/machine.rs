@@ -39,18 +39,20 @@ pub struct Timeouts {
     /// requests are told it is gone) before it is forgotten.
     pub tombstone_retention: Duration,
     /// How long one complete request holds a session in `finalizing` before
-    /// another may take over (if the first process died).
+    /// another may take over (if the first process died). The finalizer
+    /// renews it every third of this while it works, so a long assembly
+    /// keeps it, and after a crash a new complete succeeds within this time.
     pub finalize_lease: Duration,
 }
 
 impl Default for Timeouts {
-    /// 24 h sessions, 6 h temporary uploads, 24 h tombstones, 10 min lease.
+    /// 24 h sessions, 6 h temporary uploads, 24 h tombstones, 1 min lease.
     fn default() -> Self {
         Timeouts {
             session_timeout: Duration::from_secs(24 * 3600),
             temporary_max_age: Duration::from_secs(6 * 3600),
             tombstone_retention: Duration::from_secs(24 * 3600),
-            finalize_lease: Duration::from_secs(600),
+            finalize_lease: Duration::from_secs(60),
         }
     }
 }
@@ -162,6 +164,15 @@ fn open_ledger(session: &Session, operation: Operation, now: SystemTime) -> Resu
 /// after.
 pub fn chunk_target(session: &Session, index: u64, now: SystemTime) -> Result<Range<u64>, Error> {
     open_ledger(session, Operation::UploadChunk, now)?;
+    // Indexed chunks only go to uploads made for them: a chunk in the middle
+    // of an appended upload would leave a hole its offset never reaches.
+    if session.kind != UploadKind::Chunked {
+        return Err(Error::InvalidState {
+            id: session.id,
+            state: session.state.kind(),
+            operation: Operation::UploadChunk,
+        });
+    }
     session.chunk_range(index).ok_or(Error::ChunkOutOfRange {
         index,
         total: session.total_chunks(),
@@ -413,6 +424,34 @@ pub fn begin_complete(
         SessionState::Completed { blob, .. } | SessionState::Claimed { blob, .. } => {
             Ok(Completion::AlreadyCompleted(blob))
         }
+        ref other => Err(Error::InvalidState {
+            id: session.id,
+            state: other.kind(),
+            operation: Operation::Complete,
+        }),
+    }
+}
+
+/// Extends the lease of a `finalizing` session to `now + finalize_lease`
+/// (never shortens it): a finalizer renews its lease while it works, so the
+/// lease can be short and a dead finalizer's session is taken over soon.
+pub fn renew_lease(
+    session: Session,
+    now: SystemTime,
+    timeouts: &Timeouts,
+) -> Result<Session, Error> {
+    ensure_alive(&session, now)?;
+    match session.state {
+        SessionState::Finalizing {
+            ledger,
+            lease_until,
+        } => Ok(Session {
+            state: SessionState::Finalizing {
+                ledger,
+                lease_until: lease_until.max(now + timeouts.finalize_lease),
+            },
+            ..session
+        }),
         ref other => Err(Error::InvalidState {
             id: session.id,
             state: other.kind(),

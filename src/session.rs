@@ -57,13 +57,15 @@ impl fmt::Debug for SessionId {
 impl FromStr for SessionId {
     type Err = Error;
 
-    /// Parses exactly the form [`Display`](fmt::Display) produces: 32 hex
-    /// characters. Anything else is a session that does not exist.
+    /// Parses exactly the form [`Display`](fmt::Display) produces: 32
+    /// lowercase hex characters, so each session has one spelling (in URLs,
+    /// store keys and logs). Anything else is a session that does not exist.
     fn from_str(s: &str) -> Result<Self, Error> {
         let not_found = || Error::SessionNotFound {
             id: s.chars().take(64).collect(),
         };
-        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if s.len() != 32 || !s.bytes().all(lower_hex) {
             return Err(not_found());
         }
         Uuid::try_parse(s).map(SessionId).map_err(|_| not_found())
@@ -122,6 +124,9 @@ impl FileName {
         if raw.chars().any(char::is_control) {
             return bad("the name holds control characters");
         }
+        if raw.chars().any(is_display_trick) {
+            return bad("the name holds bidirectional or line-breaking format characters");
+        }
         let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw).trim();
         if base.is_empty() || base == "." || base == ".." {
             return bad("the name is empty once any path is removed");
@@ -143,6 +148,25 @@ impl FileName {
         let (stem, ext) = self.0.rsplit_once('.')?;
         (!stem.is_empty() && !ext.is_empty()).then(|| ext.to_ascii_lowercase())
     }
+}
+
+/// Format characters that make a name display differently from what it is:
+/// the bidirectional embeddings, overrides, isolates and marks (with them,
+/// `invoice\u{202E}fdp.exe` shows as `invoiceexe.pdf`), the line and
+/// paragraph separators, and the byte order mark. Joiners, which some
+/// scripts and emoji need, are allowed.
+fn is_display_trick(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{FEFF}'
+    )
 }
 
 impl TryFrom<String> for FileName {
@@ -520,12 +544,42 @@ mod tests {
             "bell\x07",
             "tab\tname",
             "del\x7f",
+            "invoice\u{202E}fdp.exe",
+            "isolate\u{2067}.txt",
+            "mark\u{200F}.txt",
+            "line\u{2028}break",
+            "\u{FEFF}bom.txt",
         ] {
             assert!(FileName::parse(bad).is_err(), "{bad:?} accepted");
         }
+        assert_eq!(
+            FileName::parse("\u{0645}\u{06CC}\u{200C}\u{062E}\u{0648}\u{0627}\u{0647}\u{0645}.txt")
+                .unwrap()
+                .as_str()
+                .chars()
+                .filter(|c| *c == '\u{200C}')
+                .count(),
+            1,
+            "a joiner is kept"
+        );
         assert!(FileName::parse(&"x".repeat(255)).is_ok());
         assert!(FileName::parse(&"x".repeat(256)).is_err());
         assert!(FileName::parse(&"x".repeat(4096)).is_err());
+    }
+
+    #[test]
+    fn session_ids_have_one_spelling() {
+        let id = SessionId::random();
+        let text = id.to_string();
+        assert_eq!(text.parse::<SessionId>().unwrap(), id);
+        for other in [
+            text.to_uppercase(),
+            id.0.hyphenated().to_string(),
+            format!("{{{text}}}"),
+            format!("{text} "),
+        ] {
+            assert!(other.parse::<SessionId>().is_err(), "{other:?} accepted");
+        }
     }
 
     #[test]

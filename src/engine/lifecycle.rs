@@ -47,7 +47,7 @@ impl Engine {
         if let Some(blob) = done {
             return Ok(Attachment::of(&session, blob));
         }
-        match self.assemble(&session).await {
+        match self.assemble_renewing_lease(&session).await {
             Ok(blob) => {
                 let finished = self
                     .update(id, Actor::Engine, |s, now| {
@@ -101,6 +101,36 @@ impl Engine {
                     AssemblyFailure::Sink(other) => other.into(),
                     AssemblyFailure::Engine(e) => e,
                 })
+            }
+        }
+    }
+
+    /// Builds the blob of a `finalizing` session while renewing its lease
+    /// every third of the lease, so a long assembly keeps the session and a
+    /// short lease still lets another process take over soon after a crash.
+    async fn assemble_renewing_lease(
+        &self,
+        session: &Session,
+    ) -> Result<FinishedBlob, AssemblyFailure> {
+        let timeouts = self.config.timeouts;
+        let every = (timeouts.finalize_lease / 3).max(std::time::Duration::from_millis(10));
+        let mut assemble = std::pin::pin!(self.assemble(session));
+        loop {
+            tokio::select! {
+                result = &mut assemble => return result,
+                () = tokio::time::sleep(every) => {
+                    let renewed = self
+                        .update(session.id, Actor::Engine, |s, now| {
+                            Ok((Some(machine::renew_lease(s, now, &timeouts)?), ()))
+                        })
+                        .await;
+                    if let Err(e) = renewed {
+                        // A store outage, or another finalizer finished: the
+                        // assembly goes on, and its result is recorded (or
+                        // found recorded) as without renewal.
+                        tracing::warn!(session = %session.id, error = %e, "could not renew the finalize lease");
+                    }
+                }
             }
         }
     }

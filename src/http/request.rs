@@ -112,6 +112,21 @@ pub(crate) fn content_range(headers: &HeaderMap) -> Result<Option<DeclaredRange>
             "Content-Range must be `bytes first-last/total` or `bytes first-last/*`",
         )
     };
+    // Rust's integer parsing (which the `headers` crate uses) takes a `+`
+    // sign that RFC 9110's grammar does not: only digits, `-`, `/` and `*`
+    // may follow the unit.
+    let all_strict = headers
+        .get_all(http::header::CONTENT_RANGE)
+        .iter()
+        .all(|v| {
+            v.as_bytes().strip_prefix(b"bytes ").is_some_and(|rest| {
+                rest.iter()
+                    .all(|b| b.is_ascii_digit() || b"-/*".contains(b))
+            })
+        });
+    if !all_strict {
+        return Err(bad());
+    }
     let range = headers::ContentRange::decode(&mut values).map_err(|_| bad())?;
     let (first, last) = range.bytes_range().ok_or_else(bad)?;
     if last < first || last == u64::MAX {
@@ -205,7 +220,17 @@ mod tests {
         assert_eq!((r.bytes, r.total), (0..10, Some(20)));
         let h = headers(&[("content-range", "bytes 10-19/*")]);
         assert_eq!(content_range(&h).unwrap().unwrap().total, None);
-        for bad in ["bytes 9-0/20", "bytes */20", "items 0-1/2", "bytes 0-x/2"] {
+        for bad in [
+            "bytes 9-0/20",
+            "bytes */20",
+            "items 0-1/2",
+            "bytes 0-x/2",
+            "bytes +0-9/20",
+            "bytes 0-+9/20",
+            "bytes 0-9/+20",
+            "bytes  0-9/20",
+            "bytes 0 - 9/20",
+        ] {
             let h = headers(&[("content-range", bad)]);
             assert!(content_range(&h).is_err(), "{bad:?}");
         }

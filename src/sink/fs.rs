@@ -278,28 +278,62 @@ fn assemble(
             actual: finished.sha256,
         });
     }
-    let meta_json = serde_json::to_vec(&finished).map_err(|e| SinkError::Backend(Box::new(e)))?;
-    let mut meta_temp = tempfile::NamedTempFile::new_in(dir).map_err(SinkError::from_io)?;
-    meta_temp
-        .write_all(&meta_json)
-        .map_err(SinkError::from_io)?;
-    meta_temp.as_file().sync_all().map_err(SinkError::from_io)?;
-    meta_temp
-        .persist(&meta)
-        .map_err(|e| SinkError::from_io(e.error))?;
-    // Publish without replacing: if another finalizer published first, its
-    // blob (of the same parts) stands and this call reports it.
-    if let Err(e) = temp.persist_noclobber(&blob) {
-        return match e.error.kind() {
-            io::ErrorKind::AlreadyExists => finished_meta(&blob, &meta),
-            _ => Err(SinkError::from_io(e.error)),
+    // Any failure to publish once another finalizer has published (its
+    // leftover cleaning may remove this call's temporary files) is that
+    // finalizer's blob, of the same parts.
+    if let Err(e) = publish(temp, &finished, &blob, &meta, dir) {
+        return match blob.exists() {
+            true => finished_meta(&blob, &meta),
+            false => Err(e),
         };
     }
     sync_dir(dir).map_err(SinkError::from_io)?;
     if let Err(e) = remove_tree(&dir.join("parts")) {
         tracing::warn!(dir = %dir.display(), error = %e, "could not remove assembled parts");
     }
+    remove_leftover_temporaries(dir);
     Ok(finished)
+}
+
+/// Writes `blob.json`, then links the assembled temporary file as `blob`
+/// without replacing one already there.
+fn publish(
+    temp: tempfile::NamedTempFile,
+    finished: &FinishedBlob,
+    blob: &Path,
+    meta: &Path,
+    dir: &Path,
+) -> Result<(), SinkError> {
+    let meta_json = serde_json::to_vec(finished).map_err(|e| SinkError::Backend(Box::new(e)))?;
+    let mut meta_temp = tempfile::NamedTempFile::new_in(dir).map_err(SinkError::from_io)?;
+    meta_temp
+        .write_all(&meta_json)
+        .map_err(SinkError::from_io)?;
+    meta_temp.as_file().sync_all().map_err(SinkError::from_io)?;
+    meta_temp
+        .persist(meta)
+        .map_err(|e| SinkError::from_io(e.error))?;
+    temp.persist_noclobber(blob)
+        .map_err(|e| SinkError::from_io(e.error))?;
+    Ok(())
+}
+
+/// Removes the temporary files of finalizers that died before publishing
+/// (a crash during a complete): once the blob is published they can only be
+/// leftovers, and a claimed upload would otherwise keep them for good.
+fn remove_leftover_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let temporary =
+            (name.starts_with("blob.") && name.ends_with(".tmp")) || name.starts_with(".tmp");
+        if temporary && let Err(e) = fs::remove_file(entry.path()) {
+            tracing::debug!(file = %name, error = %e, "could not remove a leftover temporary file");
+        }
+    }
 }
 
 /// Copies the parts into `out`, checking each against its receipt, hashing

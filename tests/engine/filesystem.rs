@@ -12,9 +12,10 @@ use resumable::{Engine, ManualClock, Owner, SessionId};
 
 use crate::harness::*;
 
-/// After one upload is claimed, one aborted and one expired and swept, the
-/// data directory holds the claimed blob, the session records and the lock
-/// files, and nothing else; once the tombstones are forgotten only the
+/// After one upload is claimed (over the temporary files of a finalizer that
+/// died), one aborted and one expired and swept, the data directory holds
+/// the claimed blob, the session records and the lock files, and nothing
+/// else; once the tombstones are forgotten only the
 /// claimed upload's record remains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_data_dir_keeps_only_the_claimed_blob_and_records() {
@@ -32,6 +33,10 @@ async fn fs_data_dir_keeps_only_the_claimed_blob_and_records() {
         h.send(&me, &aborted, &source, index).await.unwrap();
         h.send(&me, &expired, &source, index).await.unwrap();
     }
+    // What a finalizer killed before publishing leaves behind.
+    let upload_dir = root.join("uploads").join(claimed.id.to_string());
+    std::fs::write(upload_dir.join("blob.Xk3q9a.tmp"), &source[..100]).unwrap();
+    std::fs::write(upload_dir.join(".tmpQ8wz1c"), b"{}").unwrap();
     h.engine.complete(&me, claimed.id).await.unwrap();
     h.engine.claim(&me, claimed.id).await.unwrap();
     // Abort late enough that its tombstone outlives the next sweep.

@@ -19,6 +19,7 @@ on_both_backends!(
     failing_purge_on_abort_is_finished_by_the_sweep,
     failing_purge_on_expiry_is_finished_by_the_sweep,
     store_unavailable_marking_an_abort_purged,
+    a_long_finalize_keeps_its_lease,
 );
 
 /// The sink cannot assemble the blob: 503, retryable; the session is open
@@ -245,4 +246,45 @@ async fn store_unavailable_marking_an_abort_purged(backend: Backend) {
         SweepReport::default()
     );
     rig.assert_no_leftovers();
+}
+
+/// A finalize that runs longer than the lease renews it while it works: a
+/// second complete during it is told the session is finalizing (409) rather
+/// than taking it over, and the first complete then succeeds.
+async fn a_long_finalize_keeps_its_lease(backend: Backend) {
+    let lease = Duration::from_millis(300);
+    let config = resumable::EngineConfig {
+        timeouts: resumable::machine::Timeouts {
+            finalize_lease: lease,
+            ..timeouts()
+        },
+        ..config()
+    };
+    let rig = Rig::with_config(backend, config);
+    let info = rig.start(SIZE).await;
+    let source = data(SIZE, 47);
+    rig.send_each(&info, &source, 0..CHUNKS).await;
+    let hold = rig.sink.hold_next(SinkOp::Finalize);
+    let engine = rig.engine.clone();
+    let me = rig.me.clone();
+    let first = tokio::spawn(async move { engine.complete(&me, info.id).await });
+    reached(&hold).await;
+    // Three leases pass on the engine's clock; between the steps the
+    // finalizer has real time to renew (it does every lease / 3).
+    for _ in 0..3 {
+        rig.clock.advance(lease);
+        tokio::time::sleep(lease * 2).await;
+    }
+    assert_fails(
+        rig.complete(info.id).await,
+        ErrorKind::Conflict,
+        409,
+        "invalid-session-state",
+        false,
+    );
+    assert_eq!(rig.sink.calls(SinkOp::Finalize), 1, "no takeover");
+    hold.release();
+    let attachment = joined(first).await.expect("the first complete succeeds");
+    assert_eq!(attachment.blob.sha256, sha256(&source));
+    rig.assert_blob(info.id, &source).await;
 }

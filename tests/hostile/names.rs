@@ -63,6 +63,13 @@ fn hostile_names() -> Vec<Case> {
         refused(format!("{m}\u{7f}")),
         refused(format!("{m}\u{85}")),
         refused(format!("{m}\u{9b}")),
+        // Format characters that make a name display as another: with a
+        // right-to-left override `x\u{202E}fdp.exe` shows as `xexe.pdf`.
+        refused(format!("{m}\u{202E}fdp.exe")),
+        refused(format!("{m}\u{2066}.txt")),
+        refused(format!("{m}\u{200F}.txt")),
+        refused(format!("{m}\u{2028}.txt")),
+        refused(format!("\u{FEFF}{m}.txt")),
         // 4 KiB names, long bases, long paths; 255 bytes is the most.
         refused(format!("{m}{}", "x".repeat(4096 - m.len()))),
         refused(format!("{}{m}.txt", "d/".repeat(2040))),

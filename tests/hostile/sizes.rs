@@ -466,6 +466,9 @@ async fn rest_content_ranges_past_u64_are_400() {
         "bytes 0-1023/-2148",
         "bytes 0-1023",
         "bytes=0-1023/2148",
+        "bytes +0-1023/2148",
+        "bytes 0-+1023/2148",
+        "bytes 0-1023/+2148",
     ] {
         let headers = [OCTET_STREAM, ("content-range", range)];
         let resp = scene

@@ -50,6 +50,31 @@ fn completed_appended() -> Session {
 // ---- the target of an append ----
 
 #[test]
+fn an_appended_upload_takes_no_indexed_chunk() {
+    for kind in [
+        UploadKind::Appended,
+        UploadKind::Partial,
+        UploadKind::Final {
+            parts: vec![SessionId::random()],
+        },
+    ] {
+        let s = appended(Some(10), kind);
+        let now = t0() + secs(1);
+        assert_invalid_state(
+            chunk_target(&s, 0, now),
+            StateKind::Open,
+            Operation::UploadChunk,
+        );
+        assert_invalid_state(
+            record_chunk(s.clone(), 0, receipt(0..10, "c"), now, &timeouts()),
+            StateKind::Open,
+            Operation::UploadChunk,
+        );
+        assert!(ledger_ranges(&s).is_empty(), "nothing recorded");
+    }
+}
+
+#[test]
 fn an_appended_upload_starts_open_at_offset_0() {
     let s = appended(None, UploadKind::Partial);
     assert_eq!(s.kind, UploadKind::Partial);
