@@ -2,8 +2,10 @@
 //!
 //! Invariants:
 //! - an accepted name is non-empty, not `.` or `..`, holds no `/`, `\` or
-//!   control character (NUL included), has no surrounding white space, fits
-//!   255 bytes, and is the end of the input (less trailing white space);
+//!   control character (NUL included), comes from an input without
+//!   bidirectional controls, line separators or a byte order mark, has no
+//!   surrounding white space, fits 255 bytes, and is the end of the input
+//!   (less trailing white space);
 //! - parsing is idempotent, any path put in front changes nothing, and the
 //!   serde form round trips (deserializing checks like parsing);
 //! - a name of at most 255 bytes (1020 with surrounding white space)
@@ -26,6 +28,23 @@ fn plain(raw: &str) -> bool {
         && t != ".."
         && !raw.contains(['/', '\\'])
         && !raw.chars().any(char::is_control)
+        && !raw.chars().any(display_trick)
+}
+
+/// The format characters refused because they make a name display as
+/// another (bidirectional controls, line separators, byte order mark).
+fn display_trick(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{FEFF}'
+    )
 }
 
 fn check(raw: &str) {
@@ -38,6 +57,7 @@ fn check(raw: &str) {
             assert!(!s.is_empty() && s != "." && s != "..", "{raw:?} -> {s:?}");
             assert!(!s.contains(['/', '\\']), "{raw:?} -> {s:?}");
             assert!(!s.chars().any(char::is_control), "{raw:?} -> {s:?}");
+            assert!(!raw.chars().any(display_trick), "{raw:?} -> {s:?}");
             assert_eq!(s, s.trim());
             assert!(s.len() <= FileName::MAX_LEN);
             assert!(raw.trim_end().ends_with(s), "{raw:?} -> {s:?}");

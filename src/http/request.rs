@@ -114,17 +114,15 @@ pub(crate) fn content_range(headers: &HeaderMap) -> Result<Option<DeclaredRange>
     };
     // Rust's integer parsing (which the `headers` crate uses) takes a `+`
     // sign that RFC 9110's grammar does not: only digits, `-`, `/` and `*`
-    // may follow the unit.
-    let all_strict = headers
-        .get_all(http::header::CONTENT_RANGE)
-        .iter()
-        .all(|v| {
-            v.as_bytes().strip_prefix(b"bytes ").is_some_and(|rest| {
-                rest.iter()
-                    .all(|b| b.is_ascii_digit() || b"-/*".contains(b))
-            })
+    // may follow the unit. Like the decoding, this reads the first value.
+    let strict = headers
+        .get(http::header::CONTENT_RANGE)
+        .and_then(|v| v.as_bytes().strip_prefix(b"bytes "))
+        .is_some_and(|rest| {
+            rest.iter()
+                .all(|b| b.is_ascii_digit() || b"-/*".contains(b))
         });
-    if !all_strict {
+    if !strict {
         return Err(bad());
     }
     let range = headers::ContentRange::decode(&mut values).map_err(|_| bad())?;
