@@ -1,24 +1,28 @@
-//! The browser upload page at `/`: plain HTML, JavaScript and CSS, embedded
-//! in the binary and served as they are (no build step). The page talks the
-//! session REST API under `/attachment` from the same origin.
+//! The browser upload page at `/`: plain HTML, JavaScript modules and CSS,
+//! embedded in the binary and served as they are (no build step). The page
+//! talks the session REST API under `/attachment` from the same origin.
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get};
 
-/// Where the page's script is served.
-pub(crate) const SCRIPT_PATH: &str = "/page/upload.js";
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
-/// Where the page's style sheet is served.
-pub(crate) const STYLE_PATH: &str = "/page/style.css";
+/// Every file of the page: its path, its content, its media type.
+const FILES: [(&str, &str, &str); 6] = [
+    ("/", include_str!("page/index.html"), HTML),
+    ("/page/main.js", include_str!("page/main.js"), JS),
+    ("/page/upload.js", include_str!("page/upload.js"), JS),
+    ("/page/wire.js", include_str!("page/wire.js"), JS),
+    ("/page/saved.js", include_str!("page/saved.js"), JS),
+    ("/page/style.css", include_str!("page/style.css"), CSS),
+];
 
-const INDEX_HTML: &str = include_str!("page/index.html");
-const UPLOAD_JS: &str = include_str!("page/upload.js");
-const STYLE_CSS: &str = include_str!("page/style.css");
-
-/// The page's routes: `GET /` (the HTML), the script and the style sheet,
-/// each with its content type and `Cache-Control: no-cache`, so a browser
+/// The page's routes: `GET /` (the HTML), its scripts and its style sheet,
+/// each with its media type and `Cache-Control: no-cache`, so a browser
 /// revalidates and never runs a stale script against a newer server.
 /// Other methods on these paths get the bare `404` the router gave them
 /// before the page existed.
@@ -26,30 +30,27 @@ pub(crate) fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    Router::new()
-        .route("/", serve(INDEX_HTML, "text/html; charset=utf-8"))
-        .route(
-            SCRIPT_PATH,
-            serve(UPLOAD_JS, "text/javascript; charset=utf-8"),
-        )
-        .route(STYLE_PATH, serve(STYLE_CSS, "text/css; charset=utf-8"))
+    FILES
+        .into_iter()
+        .fold(Router::new(), |router, (path, body, media_type)| {
+            router.route(path, serve(body, media_type))
+        })
 }
 
 /// `GET` (and `HEAD`) answered with one embedded file, `404` otherwise.
-fn serve<S>(body: &'static str, content_type: &'static str) -> MethodRouter<S>
+fn serve<S>(body: &'static str, media_type: &'static str) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    get(move || async move { asset(body, content_type) })
-        .fallback(|| async { StatusCode::NOT_FOUND })
+    get(move || async move { file(body, media_type) }).fallback(|| async { StatusCode::NOT_FOUND })
 }
 
 /// One embedded file with its headers. The policy lets the page load only
-/// its own script and style and talk only to its own origin.
-fn asset(body: &'static str, content_type: &'static str) -> impl IntoResponse {
+/// its own scripts and style and talk only to its own origin.
+fn file(body: &'static str, media_type: &'static str) -> impl IntoResponse {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_TYPE, HeaderValue::from_static(media_type)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (
                 header::X_CONTENT_TYPE_OPTIONS,

@@ -192,7 +192,10 @@ after(async () => {
 test('the page and its files are served with their types, never cached stale', async () => {
   for (const [route, type] of [
     ['/', 'text/html; charset=utf-8'],
+    ['/page/main.js', 'text/javascript; charset=utf-8'],
     ['/page/upload.js', 'text/javascript; charset=utf-8'],
+    ['/page/wire.js', 'text/javascript; charset=utf-8'],
+    ['/page/saved.js', 'text/javascript; charset=utf-8'],
     ['/page/style.css', 'text/css; charset=utf-8'],
   ]) {
     const res = await fetch(`${BASE_URL}${route}`, { signal: AbortSignal.timeout(10000) });
@@ -377,6 +380,10 @@ test('several files picked at once complete; one the server refuses shows its pr
     await fs.copyFile(shot, doc);
     console.log(`screenshot copied to ${doc}`);
   }
+
+  // A refused file's row can be removed.
+  await refused.getByTestId('cancel').click();
+  await waitFor('the refused row removed', async () => (await page.getByTestId('upload').count()) === 3, 10000);
   await main.context.close();
 });
 

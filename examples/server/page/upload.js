@@ -1,5 +1,5 @@
-// The upload page's logic: a reference client of the session REST API, in
-// plain JavaScript with no build step (see index.html).
+// One file's upload and its row in the page: a reference client of the
+// session REST API, in plain JavaScript with no build step (see index.html).
 //
 // For each file: initiate (the server answers the chunk size), send the
 // missing chunks three at a time with XMLHttpRequest (whose upload progress
@@ -10,55 +10,35 @@
 // is kept in localStorage under the file's fingerprint (name, size, last
 // modification), so after a reload picking the same file again resumes it.
 
-const API = '/attachment';
+import { fingerprint, saved } from './saved.js';
+import {
+  API,
+  GaveUp,
+  NetworkError,
+  ProblemError,
+  Superseded,
+  jsonOf,
+  problemCode,
+  problemOf,
+  retryable,
+  send,
+  sleep,
+} from './wire.js';
+
 /** Chunks in flight at once, per file. */
 const PARALLEL = 3;
 /** Failed tries in a row of one request before the upload stops. */
 const MAX_ATTEMPTS = 8;
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 15000;
-/** How long a request may make no progress before it counts as failed. */
-const STALL_MS = 45000;
 /** Rounds of "complete, told some chunks are missing, send them". */
 const MAX_COMPLETE_ROUNDS = 3;
-const STORAGE_KEY = 'resumable.uploads.v1';
-
-/** Problem types a retry can cure (with their 4xx/5xx statuses). */
-const RETRYABLE_PROBLEMS = new Set([
-  'request-body-failed',
-  'checksum-mismatch',
-  'contention',
-  'store-failure',
-  'sink-failure',
-  'storage-full',
-]);
-
-// ---------------------------------------------------------------- errors
-
-/** The upload was paused or cancelled: its work stops silently. */
-class Superseded extends Error {}
-
-/** The connection failed before an answer came. */
-class NetworkError extends Error {}
-
-/** The server refused a request with a problem it will not change its mind on. */
-class ProblemError extends Error {
-  constructor(problem) {
-    super(`${problem.title}: ${problem.detail}`);
-    this.problem = problem;
-  }
-}
-
-/** Retries ran out. */
-class GaveUp extends Error {}
-
-// ---------------------------------------------------------------- helpers
 
 const KiB = 1024;
 const MiB = KiB * 1024;
 const GiB = MiB * 1024;
 
-function formatBytes(n) {
+export function formatBytes(n) {
   if (n >= GiB) return `${(n / GiB).toFixed(1)} GiB`;
   if (n >= MiB) return `${(n / MiB).toFixed(1)} MiB`;
   if (n >= KiB) return `${(n / KiB).toFixed(1)} KiB`;
@@ -74,159 +54,14 @@ function base64(buffer) {
   return btoa(text);
 }
 
-function fingerprint(file) {
-  return JSON.stringify([file.name, file.size, file.lastModified]);
-}
-
-/** Waits `ms`, or less when the browser comes back online; throws if `signal` aborts. */
-function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    let timer;
-    const done = () => {
-      clearTimeout(timer);
-      window.removeEventListener('online', done);
-      signal.removeEventListener('abort', stop);
-      resolve();
-    };
-    const stop = () => {
-      clearTimeout(timer);
-      window.removeEventListener('online', done);
-      reject(new Superseded());
-    };
-    if (signal.aborted) return stop();
-    timer = setTimeout(done, ms);
-    window.addEventListener('online', done);
-    signal.addEventListener('abort', stop, { once: true });
-  });
-}
-
-/**
- * One HTTP request with XMLHttpRequest (upload progress events, abort).
- * Resolves with every answer, whatever its status; rejects with
- * NetworkError when no answer came, Superseded when `signal` aborted it.
- */
-function send({ method, url, body = null, headers = {}, signal, onProgress }) {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new Superseded());
-    const xhr = new XMLHttpRequest();
-    let stalled = false;
-    let timer;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        stalled = true;
-        xhr.abort();
-      }, STALL_MS);
-    };
-    const onAbort = () => xhr.abort();
-    const finish = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-    };
-    xhr.open(method, url);
-    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
-    xhr.upload.onprogress = (e) => {
-      arm();
-      if (onProgress) onProgress(e.loaded);
-    };
-    xhr.onprogress = arm;
-    xhr.onload = () => {
-      finish();
-      resolve({
-        status: xhr.status,
-        text: xhr.responseText,
-        header: (name) => xhr.getResponseHeader(name),
-      });
-    };
-    xhr.onerror = () => {
-      finish();
-      reject(new NetworkError(navigator.onLine ? 'the connection failed' : 'the browser is offline'));
-    };
-    xhr.onabort = () => {
-      finish();
-      reject(stalled ? new NetworkError(`no progress for ${STALL_MS / 1000} s`) : new Superseded());
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    arm();
-    xhr.send(body);
-  });
-}
-
-function jsonOf(res) {
-  try {
-    return JSON.parse(res.text);
-  } catch {
-    return null;
-  }
-}
-
-/** The problem+json body of an error answer, or one made up from its status. */
-function problemOf(res) {
-  const body = jsonOf(res);
-  if (body && typeof body === 'object' && (body.title || body.detail)) {
-    return { ...body, status: body.status || res.status };
-  }
-  return {
-    type: 'about:blank',
-    title: `HTTP ${res.status}`,
-    status: res.status,
-    detail: res.text ? res.text.slice(0, 200) : 'the server sent no details',
-  };
-}
-
-function problemCode(problem) {
-  const type = problem && typeof problem.type === 'string' ? problem.type : '';
-  return type.startsWith('urn:resumable:problem:') ? type.slice('urn:resumable:problem:'.length) : '';
-}
-
-function retryable(res) {
-  if (res.status === 408 || res.status === 429 || res.status >= 500) return true;
-  return RETRYABLE_PROBLEMS.has(problemCode(problemOf(res)));
-}
-
-// ---------------------------------------------------------------- storage
-
-/** Unfinished sessions by file fingerprint, in localStorage. */
-const saved = {
-  all() {
-    try {
-      const map = JSON.parse(localStorage.getItem(STORAGE_KEY) || '{}');
-      return map && typeof map === 'object' ? map : {};
-    } catch {
-      return {};
-    }
-  },
-  get(fp) {
-    return this.all()[fp] || null;
-  },
-  put(fp, entry) {
-    const map = this.all();
-    map[fp] = { ...map[fp], ...entry, savedAt: new Date().toISOString() };
-    this.write(map);
-  },
-  remove(fp) {
-    const map = this.all();
-    delete map[fp];
-    this.write(map);
-  },
-  write(map) {
-    try {
-      localStorage.setItem(STORAGE_KEY, JSON.stringify(map));
-    } catch {
-      // Storage full or refused: uploads still work, only resuming after a
-      // reload does not.
-    }
-  },
-};
-
-// ---------------------------------------------------------------- uploads
-
 const ACTIVE = new Set(['checking', 'initiating', 'uploading', 'retrying', 'completing']);
 
 /** One file's upload and its row in the page. */
-class Upload {
-  constructor(file) {
+export class Upload {
+  /** `onRemove` is called when the user removes a refused file's row. */
+  constructor(file, { onRemove } = {}) {
     this.file = file;
+    this.onRemove = onRemove;
     this.fp = fingerprint(file);
     this.sessionId = null;
     this.chunkSize = 0;
@@ -663,8 +498,7 @@ class Upload {
   async cancel() {
     if (this.state === 'failed') {
       this.row.remove();
-      uploads.delete(this);
-      showEmpty();
+      if (this.onRemove) this.onRemove(this);
       return;
     }
     this.run?.abort();
@@ -698,152 +532,3 @@ class Upload {
     }
   }
 }
-
-// ---------------------------------------------------------------- the page
-
-const uploads = new Set();
-
-function showEmpty() {
-  document.getElementById('empty').hidden = uploads.size > 0;
-}
-
-function addFiles(files) {
-  const list = document.getElementById('uploads');
-  for (const file of files) {
-    const fp = fingerprint(file);
-    const same = [...uploads].find(
-      (u) => u.fp === fp && u.state !== 'done' && u.state !== 'cancelled' && u.state !== 'failed',
-    );
-    if (same) {
-      same.note('This file is already in the list.');
-      same.row.scrollIntoView({ block: 'nearest' });
-      continue;
-    }
-    const upload = new Upload(file);
-    uploads.add(upload);
-    list.append(upload.row);
-    upload.render();
-    forgetPending(fp);
-    upload.start();
-  }
-  showEmpty();
-}
-
-/** Lists the unfinished uploads found in localStorage, checked against the server. */
-function listPending() {
-  const entries = saved.all();
-  const list = document.getElementById('pending-list');
-  list.replaceChildren();
-  for (const [fp, entry] of Object.entries(entries)) {
-    if (!entry || !entry.sessionId) continue;
-    const li = document.createElement('li');
-    li.dataset.testid = 'pending-entry';
-    li.dataset.fingerprint = fp;
-    li.dataset.fileName = entry.fileName || '';
-    const text = document.createElement('span');
-    const name = document.createElement('strong');
-    name.textContent = entry.fileName || '(no name)';
-    const detail = document.createElement('span');
-    detail.dataset.testid = 'pending-detail';
-    detail.textContent = ` (${formatBytes(entry.fileSize || 0)}): checking with the server…`;
-    text.append(name, detail);
-    const discard = document.createElement('button');
-    discard.type = 'button';
-    discard.className = 'secondary';
-    discard.textContent = 'Discard';
-    discard.setAttribute('aria-label', `Discard the unfinished upload of ${entry.fileName}`);
-    discard.addEventListener('click', async () => {
-      discard.disabled = true;
-      try {
-        await fetch(`${API}/session/${encodeURIComponent(entry.sessionId)}/abort`, {
-          method: 'POST',
-          signal: AbortSignal.timeout(15000),
-        });
-      } catch {
-        // Offline: the server expires the session by itself.
-      }
-      saved.remove(fp);
-      forgetPending(fp);
-    });
-    li.append(text, discard);
-    list.append(li);
-    checkPending(entry, detail);
-  }
-  document.getElementById('pending').hidden = list.children.length === 0;
-}
-
-async function checkPending(entry, detail) {
-  const size = formatBytes(entry.fileSize || 0);
-  try {
-    const res = await fetch(`${API}/session/${encodeURIComponent(entry.sessionId)}`, {
-      signal: AbortSignal.timeout(15000),
-    });
-    const status = res.ok ? await res.json() : null;
-    if (status && status.state === 'open') {
-      const have = status.receivedChunks.length;
-      detail.textContent =
-        ` (${size}): ${have} of ${status.totalChunks} chunks on the server, ` +
-        `kept until ${new Date(status.expiresAt).toLocaleString()}. Pick the same file again to resume.`;
-    } else {
-      detail.textContent = ` (${size}): no longer on the server; picking it again starts over.`;
-    }
-  } catch {
-    detail.textContent = ` (${size}): the server cannot be reached now; pick the same file again to resume.`;
-  }
-}
-
-function forgetPending(fp) {
-  const list = document.getElementById('pending-list');
-  for (const li of [...list.children]) if (li.dataset.fingerprint === fp) li.remove();
-  document.getElementById('pending').hidden = list.children.length === 0;
-}
-
-function showNetwork() {
-  const banner = document.getElementById('network');
-  banner.hidden = navigator.onLine;
-  banner.textContent = navigator.onLine
-    ? ''
-    : 'You are offline. Uploads wait and continue when the connection returns.';
-}
-
-function setUp() {
-  const input = document.getElementById('file-input');
-  input.addEventListener('change', () => {
-    addFiles([...input.files]);
-    input.value = '';
-  });
-
-  const zone = document.getElementById('dropzone');
-  let depth = 0;
-  zone.addEventListener('dragenter', (e) => {
-    e.preventDefault();
-    depth += 1;
-    zone.classList.add('dragging');
-  });
-  zone.addEventListener('dragleave', () => {
-    depth = Math.max(0, depth - 1);
-    if (depth === 0) zone.classList.remove('dragging');
-  });
-  zone.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
-  });
-  zone.addEventListener('drop', (e) => {
-    e.preventDefault();
-    depth = 0;
-    zone.classList.remove('dragging');
-    if (e.dataTransfer && e.dataTransfer.files.length) addFiles([...e.dataTransfer.files]);
-  });
-  // A file dropped beside the zone must not make the browser leave the page.
-  window.addEventListener('dragover', (e) => e.preventDefault());
-  window.addEventListener('drop', (e) => e.preventDefault());
-
-  window.addEventListener('online', showNetwork);
-  window.addEventListener('offline', showNetwork);
-  showNetwork();
-  listPending();
-  showEmpty();
-  document.body.dataset.ready = 'true';
-}
-
-setUp();
