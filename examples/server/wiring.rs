@@ -1,7 +1,8 @@
 //! The axum wiring of the example server, shared with the integration tests:
 //! the session REST API under `/attachment`, tus under `/files`, the IETF
 //! resumable-upload draft under `/uploads`, the raw upload under
-//! `/file/upload/default`, CORS for any origin.
+//! `/file/upload/default`, CORS for any origin, and the browser upload page
+//! at `/`.
 
 use std::sync::Arc;
 
@@ -15,7 +16,13 @@ use resumable::http::Endpoint;
 
 use crate::common::{endpoint, owner_of};
 
-/// The router: every dialect under its base path, 404 elsewhere.
+// By path, so that the module is found the same way when the integration
+// tests include this file.
+#[path = "page.rs"]
+mod page;
+
+/// The router: the upload page at `/`, every dialect under its base path,
+/// 404 elsewhere.
 #[allow(dead_code)] // The integration tests use it; the server uses `router_for`.
 pub(crate) fn router(engine: Arc<Engine>) -> Router {
     router_for(endpoint(engine))
@@ -24,6 +31,7 @@ pub(crate) fn router(engine: Arc<Engine>) -> Router {
 /// The router of a configured endpoint.
 pub(crate) fn router_for(endpoint: Endpoint) -> Router {
     Router::new()
+        .merge(page::routes())
         .fallback(handle)
         .with_state(Arc::new(endpoint))
 }
