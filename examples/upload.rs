@@ -21,6 +21,7 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -200,6 +201,9 @@ struct Display {
     bar: Option<ProgressBar>,
     /// When the last plain line was printed, and whether it said 100 %.
     last_line: Arc<Mutex<(Option<Instant>, bool)>>,
+    /// Whether the server is completing the upload (the bar's message says
+    /// so from then on).
+    completing: Arc<AtomicBool>,
 }
 
 impl Display {
@@ -218,6 +222,7 @@ impl Display {
         Display {
             bar,
             last_line: Arc::new(Mutex::new((None, false))),
+            completing: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -261,6 +266,13 @@ impl Display {
                 ));
             }
             Event::Restarted { reason } => self.say(format!("starting over: {reason}")),
+            Event::Completing { .. } => {
+                self.completing.store(true, Ordering::Relaxed);
+                match &self.bar {
+                    Some(bar) => bar.set_message("completing: the server assembles the file"),
+                    None => eprintln!("completing: the server assembles the file"),
+                }
+            }
             Event::Retrying {
                 operation,
                 attempt,
@@ -283,7 +295,9 @@ impl Display {
         if let Some(bar) = &self.bar {
             bar.set_length(p.total);
             bar.set_position(p.position());
-            bar.set_message(rate);
+            if !self.completing.load(Ordering::Relaxed) {
+                bar.set_message(rate);
+            }
             return;
         }
         let Ok(mut last) = self.last_line.lock() else {

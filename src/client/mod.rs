@@ -165,6 +165,7 @@ pub struct ClientBuilder {
     max_chunk_size: u64,
     digest_resends: u32,
     rate_limit: Option<u64>,
+    stall_timeout: Option<Duration>,
     http: Option<reqwest::Client>,
 }
 
@@ -216,6 +217,16 @@ impl ClientBuilder {
     /// (none by default: a large chunk on a slow link takes long).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a chunk (or tus `PATCH`) may go with no byte of its body
+    /// sent and no reply before it is abandoned and retried (60 s; `None`:
+    /// never). It catches connections that died without a word. The last
+    /// tus `PATCH` is exempt: the server completes the upload before it
+    /// replies.
+    pub fn stall_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.stall_timeout = timeout.filter(|t| !t.is_zero());
         self
     }
 
@@ -317,6 +328,7 @@ impl ClientBuilder {
                 max_chunk_size: self.max_chunk_size,
                 digest_resends: self.digest_resends,
                 limiter: self.rate_limit.map(|r| Arc::new(RateLimiter::new(r))),
+                stall_timeout: self.stall_timeout,
             }),
         })
     }
@@ -335,6 +347,7 @@ pub(crate) struct Shared {
     pub(crate) max_chunk_size: u64,
     pub(crate) digest_resends: u32,
     pub(crate) limiter: Option<Arc<RateLimiter>>,
+    pub(crate) stall_timeout: Option<Duration>,
 }
 
 impl Shared {
@@ -373,6 +386,7 @@ impl Client {
             max_chunk_size: DEFAULT_MAX_CHUNK,
             digest_resends: 3,
             rate_limit: None,
+            stall_timeout: Some(Duration::from_secs(60)),
             http: None,
         }
     }

@@ -14,6 +14,9 @@ use super::error::Operation;
 /// How far back the sending rate looks.
 const RATE_WINDOW: Duration = Duration::from_secs(3);
 
+/// The least time between two samples of the rate.
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+
 /// The most samples the rate keeps (a bound on memory at any speed).
 const MAX_SAMPLES: usize = 1024;
 
@@ -141,6 +144,14 @@ pub enum Event {
     Restarted {
         /// Why.
         reason: RestartReason,
+    },
+    /// Every byte is acknowledged; the server is asked to complete the
+    /// upload (it assembles and hashes the file, which takes a while for a
+    /// large one). Session REST API only: a tus upload completes with its
+    /// last byte.
+    Completing {
+        /// The session id.
+        session: String,
     },
     /// A request failed and is sent again after `delay`.
     Retrying {
@@ -277,7 +288,11 @@ impl Tracker {
             let mut state = self.lock();
             change(&mut state.progress);
             let sent = state.progress.bytes_sent;
-            state.samples.push_back((now, sent));
+            // One sample per few milliseconds is enough for a rate.
+            match state.samples.back_mut() {
+                Some((t, bytes)) if now.duration_since(*t) < SAMPLE_INTERVAL => *bytes = sent,
+                _ => state.samples.push_back((now, sent)),
+            }
             while state.samples.len() > MAX_SAMPLES
                 || state
                     .samples

@@ -22,7 +22,7 @@ use super::progress::{Event, RestartReason};
 use super::retry::{backoff, retrying};
 use super::source::Source;
 use super::upload::{Finished, Run, Start};
-use super::wire::json;
+use super::wire::{json, unless_stalled};
 use crate::digest::Sha256Digest;
 
 /// How many times a complete that reports missing chunks is followed by
@@ -199,6 +199,9 @@ where
     )
     .await?
     .map(Sha256Digest::from_hasher);
+    run.tracker.event(Event::Completing {
+        session: session.clone(),
+    });
     let completed = complete(run, source, &session, layout).await?;
     if completed.file_size != source.size {
         return Err(Error::protocol(
@@ -456,10 +459,10 @@ async fn put_chunk(
             .header(CONTENT_TYPE, "application/octet-stream")
             .header("content-digest", &content_digest)
             .body(Body::wrap(body));
-        let result = async {
+        let result = unless_stalled(operation, shared.stall_timeout, &sent, async {
             let response = shared.wire.send(operation, request).await?;
             json::<Receipt>(operation, response).await
-        }
+        })
         .await;
         let sent = sent.load(Ordering::Relaxed);
         let error = match result {

@@ -19,6 +19,7 @@ use super::progress::{Event, RestartReason};
 use super::retry::{backoff, retrying};
 use super::source::Source;
 use super::upload::{Finished, Run, Start};
+use super::wire::unless_stalled;
 use crate::digest::Sha256Digest;
 
 /// The protocol version spoken.
@@ -213,7 +214,8 @@ where
             }
         };
         let operation = Operation::Append(offset);
-        let (result, sent) = patch(run, url, offset, data, digest).await;
+        let last = offset + len as u64 == source.size;
+        let (result, sent) = patch(run, url, offset, data, digest, last).await;
         let error = match result {
             Ok(next) if next > offset && next <= offset + len as u64 => {
                 run.tracker.acknowledged(next - offset, sent);
@@ -274,6 +276,7 @@ async fn patch(
     offset: u64,
     data: Bytes,
     digest: Sha256Digest,
+    last: bool,
 ) -> (Result<u64, Error>, u64) {
     let shared = &run.shared;
     let operation = Operation::Append(offset);
@@ -295,11 +298,13 @@ async fn patch(
             format!("sha256 {}", BASE64.encode(digest.as_bytes())),
         )
         .body(Body::wrap(body));
-    let result = async {
+    // The last PATCH completes the upload before its reply: no stall bound.
+    let stall = shared.stall_timeout.filter(|_| !last);
+    let result = unless_stalled(operation, stall, &sent, async {
         let response = shared.wire.send(operation, request).await?;
         number(response.headers(), "upload-offset")
             .ok_or_else(|| Error::protocol(operation, "no valid Upload-Offset"))
-    }
+    })
     .await;
     (result, sent.load(Ordering::Relaxed))
 }

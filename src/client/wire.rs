@@ -2,6 +2,10 @@
 //! (with the problem details of an `application/problem+json` body), and
 //! JSON bodies read with a bound.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -109,4 +113,38 @@ async fn read_limited(mut response: Response) -> Result<Option<Vec<u8>>, reqwest
         body.extend_from_slice(&chunk);
     }
     Ok(Some(body))
+}
+
+/// Runs a request that sends a body, abandoning it as a (retryable)
+/// transport failure when, for a whole `stall` period, no byte of its
+/// body went out (`sent` did not move) and no reply came. Reading timeouts
+/// of the HTTP client cannot do this: they run from the start of the
+/// request, however long its body takes to send.
+pub(crate) async fn unless_stalled<T>(
+    operation: Operation,
+    stall: Option<Duration>,
+    sent: &AtomicU64,
+    request: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let Some(stall) = stall else {
+        return request.await;
+    };
+    tokio::pin!(request);
+    let mut before = sent.load(Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            result = &mut request => return result,
+            () = tokio::time::sleep(stall) => {
+                let now = sent.load(Ordering::Relaxed);
+                if now == before {
+                    return Err(Error::Transport {
+                        operation,
+                        attempts: 1,
+                        source: format!("no progress and no reply for {stall:?}").into(),
+                    });
+                }
+                before = now;
+            }
+        }
+    }
 }

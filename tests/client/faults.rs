@@ -55,6 +55,8 @@ enum Rule {
     },
     /// Flips the first byte of the next `times` request bodies.
     Corrupt { times: usize },
+    /// Holds the next `times` requests until their connections close.
+    Hold { times: usize },
     /// Lets `pass` requests through, then holds every later one until its
     /// connection closes.
     HoldAfter { pass: usize },
@@ -104,6 +106,10 @@ impl Faults {
         self.push(kind, Rule::Corrupt { times });
     }
 
+    pub(crate) fn hold(&self, kind: Kind, times: usize) {
+        self.push(kind, Rule::Hold { times });
+    }
+
     pub(crate) fn hold_after(&self, kind: Kind, pass: usize) {
         self.push(kind, Rule::HoldAfter { pass });
     }
@@ -146,7 +152,9 @@ impl Faults {
                 continue;
             }
             match rule {
-                Rule::Fail { times, .. } | Rule::Corrupt { times } if *times > 0 => {
+                Rule::Fail { times, .. } | Rule::Corrupt { times } | Rule::Hold { times }
+                    if *times > 0 =>
+                {
                     *times -= 1;
                     return Some(rule.clone());
                 }
@@ -196,7 +204,7 @@ pub(crate) async fn inject(
             retry_after,
             ..
         }) => Some(problem(status, retry_after)),
-        Some(Rule::HoldAfter { .. }) => std::future::pending().await,
+        Some(Rule::Hold { .. } | Rule::HoldAfter { .. }) => std::future::pending().await,
         Some(Rule::Corrupt { .. }) => {
             let (parts, body) = request.into_parts();
             let mut bytes = to_bytes(body, usize::MAX)

@@ -212,3 +212,33 @@ async fn a_chunk_corrupted_every_time_fails_after_a_bounded_number_of_resends() 
     assert_eq!(e.attempts(), Some(3));
     assert_eq!(server.faults.count(Kind::Chunk), 3);
 }
+
+#[tokio::test]
+async fn a_chunk_that_stalls_is_abandoned_and_sent_again() {
+    let server = Server::start(MIB as u64).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, data) = file(dir.path(), "stall.bin", 3 * MIB, 14);
+    // The first chunk request is never answered: the connection looks
+    // alive, but nothing moves.
+    server.faults.hold(Kind::Chunk, 1);
+    let events = Events::default();
+    let client = server
+        .client()
+        .stall_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    let done = bounded(
+        "the upload",
+        client.upload_file(&path).on_event(events.recorder()).send(),
+    )
+    .await
+    .expect("uploaded after abandoning the stalled request");
+    assert_eq!(server.stored(&done.session).await, data);
+    assert!(server.faults.count(Kind::Chunk) > 3);
+    let stalls = events
+        .told()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Retrying { error, .. } if error.contains("no progress and no reply")))
+        .count();
+    assert!(stalls >= 1, "{:?}", events.told());
+}

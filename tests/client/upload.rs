@@ -48,10 +48,18 @@ async fn a_multi_chunk_file_goes_up_in_parallel_and_is_stored_intact() {
     assert_eq!(done.progress.bytes_in_flight, 0);
     assert_eq!(done.progress.retries, 0);
     assert!(!state.exists(), "the state file is removed once complete");
+    let told = events.told();
     assert!(matches!(
-        events.told().first(),
+        told.first(),
         Some(Event::Started { total, chunk_size, .. }) if *total == SIZE as u64 && *chunk_size == MIB as u64
     ));
+    assert_eq!(
+        told.last(),
+        Some(&Event::Completing {
+            session: done.session.clone()
+        })
+    );
+    assert_eq!(told.len(), 2, "{told:?}");
 }
 
 #[tokio::test]
