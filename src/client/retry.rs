@@ -20,6 +20,10 @@ use super::progress::{Event, Tracker};
 /// between zero and `initial_delay × 2ⁿ` (full jitter), at most
 /// `max_delay`, and at least the server's `Retry-After` (itself capped at
 /// `max_delay`).
+///
+/// Chunks, appends, status reads and complete are safe to repeat. Initiate
+/// (and tus creation) are retried too: when only the reply was lost, the
+/// server keeps an unused session, which expires with its timeout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_retries: u32,
