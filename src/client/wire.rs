@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use super::error::{Error, Operation, Problem};
 use super::retry::retry_after;
 
-/// The most bytes of a reply body read (replies are small JSON documents).
-const MAX_REPLY: usize = 1 << 20;
+/// The most bytes of a reply body read: replies are small JSON documents,
+/// but a status lists every chunk index (about 2 million fit).
+const MAX_REPLY: usize = 16 << 20;
 
 /// The HTTP client of a [`Client`](super::Client).
 #[derive(Debug, Clone)]
