@@ -309,11 +309,14 @@ impl Display {
             return;
         }
         *last = (Some(Instant::now()), done);
+        let percent = match p.total {
+            0 => 100.0,
+            total => p.bytes_acknowledged as f64 * 100.0 / total as f64,
+        };
         eprintln!(
-            "{} / {} acknowledged ({:.0}%), {} sent, {rate}",
+            "{} / {} acknowledged ({percent:.0}%), {} sent, {rate}",
             HumanBytes(p.bytes_acknowledged),
             HumanBytes(p.total),
-            p.fraction() * 100.0,
             HumanBytes(p.bytes_sent),
         );
     }
