@@ -22,6 +22,10 @@
 //!   `http` crate's types, for any web framework: the session REST API, tus
 //!   1.0.x with every extension, the IETF resumable-upload draft, and the raw
 //!   single-request upload, all served by one `Endpoint`.
+//! - `resumable::client` (feature `client`): an upload client for the
+//!   session REST API and tus, on reqwest: chunks in parallel, retries with
+//!   backoff, resume from a state file or the server's status, per-chunk and
+//!   whole-file SHA-256, progress and cancellation.
 //!
 //! # Driving the engine
 //! ```
@@ -117,6 +121,8 @@
 #[doc(hidden)]
 pub mod __fuzz;
 pub mod checksum;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
