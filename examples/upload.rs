@@ -66,8 +66,10 @@ struct Args {
     /// The file's media type, sent to the server.
     #[arg(long)]
     content_type: Option<String>,
-    /// How many times a failed request is retried.
-    #[arg(long, default_value_t = 5)]
+    /// How many times a failed request is retried. The pauses double from
+    /// 250 ms up to 30 s (with jitter), so the default of 10 waits out about
+    /// a minute or two of lost network before giving up (the state is kept).
+    #[arg(long, default_value_t = 10)]
     max_retries: u32,
     /// The size of a tus PATCH, in bytes.
     #[arg(long, default_value_t = 8 << 20)]
