@@ -19,9 +19,9 @@ use super::Shared;
 use super::body::ChunkBody;
 use super::error::{Error, Operation};
 use super::progress::{Event, RestartReason};
-use super::retry::{backoff, retrying};
+use super::retry::{backoff, resend, retrying};
 use super::source::Source;
-use super::upload::{Finished, Run, Start};
+use super::upload::{Finished, Probe, Run, Start};
 use super::wire::{json, unless_stalled};
 use crate::digest::Sha256Digest;
 
@@ -120,68 +120,43 @@ where
     let shared = &run.shared;
     let mut resumed = None;
     if let Start::Resume { session, explicit } = start {
-        match status(run, &session).await {
-            Ok(status) if status.file_size != source.size => {
-                if explicit {
-                    return Err(Error::SessionMismatch {
-                        session,
-                        reason: format!(
-                            "it is for {} bytes, the source has {}",
-                            status.file_size, source.size
-                        ),
-                    });
-                }
-                let _ = abort(shared, &session).await;
-                restarted = Some(RestartReason::SourceChanged);
+        let probe = status(run, &session).await.and_then(|status| {
+            if status.file_size != source.size {
+                return Ok(Probe::Mismatch(format!(
+                    "it is for {} bytes, the source has {}",
+                    status.file_size, source.size
+                )));
             }
-            Ok(status) => {
-                let layout = Layout::new(
-                    Operation::Status,
-                    shared,
-                    source.size,
-                    status.chunk_size,
-                    status.total_chunks,
-                )?;
-                let received: HashSet<u64> = status
-                    .received_chunks
-                    .into_iter()
-                    .filter(|&i| i < layout.total)
-                    .collect();
-                resumed = Some((session, layout, received));
-            }
-            Err(e) if is_gone(&e) && !explicit => {
-                restarted = Some(RestartReason::SessionGone {
-                    status: e.status().unwrap_or_default(),
-                });
-            }
-            Err(e) => return Err(e),
-        }
-        if let Some(reason) = &restarted {
-            run.tracker.event(Event::Restarted {
-                reason: reason.clone(),
-            });
-        }
+            let layout = Layout::new(
+                Operation::Status,
+                shared,
+                source.size,
+                status.chunk_size,
+                status.total_chunks,
+            )?;
+            let received: HashSet<u64> = status
+                .received_chunks
+                .into_iter()
+                .filter(|&i| i < layout.total)
+                .collect();
+            Ok(Probe::Fits((layout, received)))
+        });
+        let discard = abort(shared, &session);
+        resumed = run
+            .settle(&session, explicit, probe, GONE, discard, &mut restarted)
+            .await?
+            .map(|(layout, received)| (session, layout, received));
     }
     let (session, layout, received, held) = match resumed {
         Some((session, layout, received)) => {
             let held: u64 = received.iter().map(|&i| layout.range(i).1 as u64).sum();
-            run.save(&session, layout.chunk_size, source).await?;
-            run.tracker.resumed(held);
-            run.tracker.event(Event::Resumed {
-                session: session.clone(),
-                acknowledged: held,
-                total: source.size,
-            });
+            run.resumed(&session, layout.chunk_size, source, held)
+                .await?;
             (session, layout, received, Some(held))
         }
         None => {
             let (session, layout) = initiate(run, source).await?;
-            run.save(&session, layout.chunk_size, source).await?;
-            run.tracker.event(Event::Started {
-                session: session.clone(),
-                total: source.size,
-                chunk_size: layout.chunk_size,
-            });
+            run.started(&session, layout.chunk_size, source).await?;
             (session, layout, HashSet::new(), None)
         }
     };
@@ -227,10 +202,8 @@ where
     })
 }
 
-/// Whether a status read says the session is gone for good.
-fn is_gone(e: &Error) -> bool {
-    matches!(e.status(), Some(404 | 410))
-}
+/// The statuses of a status read that say the session is gone for good.
+const GONE: &[u16] = &[404, 410];
 
 /// `POST {base}/initiate`.
 async fn initiate<R>(run: &Run, source: &Source<R>) -> Result<(String, Layout), Error> {
@@ -474,14 +447,7 @@ async fn put_chunk(
             Err(e) => e,
         };
         run.tracker.failed(sent);
-        if error.is_digest_mismatch() && resends < shared.digest_resends {
-            resends += 1;
-            run.tracker.retrying(Event::Retrying {
-                operation,
-                attempt: retries + resends + 1,
-                delay: std::time::Duration::ZERO,
-                error: error.to_string(),
-            });
+        if resend(&run, operation, &error, retries, &mut resends) {
             continue;
         }
         if error.is_retryable() && retries < shared.retry.retries() {

@@ -9,6 +9,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::error::{Error, Operation};
 use super::progress::{Event, Tracker};
+use super::upload::Run;
 
 /// How requests are retried.
 ///
@@ -151,6 +152,30 @@ pub(crate) async fn backoff(
         error: error.to_string(),
     });
     tokio::time::sleep(delay).await;
+}
+
+/// Whether `operation` of `run`, whose body the server found corrupted
+/// (`error` is a digest mismatch), is sent again at once: while fewer than
+/// the client's digest resends were made, counted in `resends`. A resend is
+/// told as the attempt after `retries` retries and the resends before it.
+pub(crate) fn resend(
+    run: &Run,
+    operation: Operation,
+    error: &Error,
+    retries: u32,
+    resends: &mut u32,
+) -> bool {
+    if !error.is_digest_mismatch() || *resends >= run.shared.digest_resends {
+        return false;
+    }
+    *resends += 1;
+    run.tracker.retrying(Event::Retrying {
+        operation,
+        attempt: retries + *resends + 1,
+        delay: Duration::ZERO,
+        error: error.to_string(),
+    });
+    true
 }
 
 #[cfg(test)]

@@ -15,10 +15,10 @@ use tokio::io::{AsyncRead, AsyncSeek};
 use super::Shared;
 use super::body::ChunkBody;
 use super::error::{Error, Operation};
-use super::progress::{Event, RestartReason};
-use super::retry::{backoff, retrying};
+use super::progress::RestartReason;
+use super::retry::{backoff, resend, retrying};
 use super::source::Source;
-use super::upload::{Finished, Run, Start};
+use super::upload::{Finished, Probe, Run, Start};
 use super::wire::unless_stalled;
 use crate::digest::Sha256Digest;
 
@@ -49,53 +49,31 @@ where
     let mut resumed = None;
     if let Start::Resume { session, explicit } = start {
         let url = resolve(shared, &session).map_err(|detail| Error::Config { reason: detail })?;
-        match head(run, &url).await {
-            Ok(head) if head.length != Some(source.size) || head.offset > source.size => {
-                if explicit {
-                    return Err(Error::SessionMismatch {
-                        session: url,
-                        reason: format!(
-                            "it is for {:?} bytes (offset {}), the source has {}",
-                            head.length, head.offset, source.size
-                        ),
-                    });
-                }
-                let _ = terminate(shared, &url).await;
-                restarted = Some(RestartReason::SourceChanged);
+        let probe = head(run, &url).await.map(|head| {
+            if head.length != Some(source.size) || head.offset > source.size {
+                Probe::Mismatch(format!(
+                    "it is for {:?} bytes (offset {}), the source has {}",
+                    head.length, head.offset, source.size
+                ))
+            } else {
+                Probe::Fits(head.offset)
             }
-            Ok(head) => resumed = Some((url, head.offset)),
-            Err(e) if matches!(e.status(), Some(403 | 404 | 410)) && !explicit => {
-                restarted = Some(RestartReason::SessionGone {
-                    status: e.status().unwrap_or_default(),
-                });
-            }
-            Err(e) => return Err(e),
-        }
-        if let Some(reason) = &restarted {
-            run.tracker.event(Event::Restarted {
-                reason: reason.clone(),
-            });
-        }
+        });
+        let discard = terminate(shared, &url);
+        resumed = run
+            .settle(&url, explicit, probe, GONE, discard, &mut restarted)
+            .await?
+            .map(|offset| (url, offset));
     }
     let (url, offset, held) = match resumed {
         Some((url, offset)) => {
-            run.save(&url, shared.tus_chunk_size, source).await?;
-            run.tracker.resumed(offset);
-            run.tracker.event(Event::Resumed {
-                session: url.clone(),
-                acknowledged: offset,
-                total: source.size,
-            });
+            run.resumed(&url, shared.tus_chunk_size, source, offset)
+                .await?;
             (url, offset, Some(offset))
         }
         None => {
             let url = create(run, source).await?;
-            run.save(&url, shared.tus_chunk_size, source).await?;
-            run.tracker.event(Event::Started {
-                session: url.clone(),
-                total: source.size,
-                chunk_size: shared.tus_chunk_size,
-            });
+            run.started(&url, shared.tus_chunk_size, source).await?;
             (url, 0, None)
         }
     };
@@ -106,6 +84,9 @@ where
         resumption: Run::resumption(held, restarted),
     })
 }
+
+/// The statuses of a `HEAD` that say the upload is gone for good.
+const GONE: &[u16] = &[403, 404, 410];
 
 /// An upload URL from a `Location` or a caller: absolute, or relative to
 /// the creation endpoint.
@@ -232,14 +213,7 @@ where
             Err(e) => e,
         };
         run.tracker.failed(sent);
-        if error.is_digest_mismatch() && resends < shared.digest_resends {
-            resends += 1;
-            run.tracker.retrying(Event::Retrying {
-                operation,
-                attempt: retries + resends + 1,
-                delay: std::time::Duration::ZERO,
-                error: error.to_string(),
-            });
+        if resend(run, operation, &error, retries, &mut resends) {
             continue;
         }
         let conflict = error.status() == Some(409);

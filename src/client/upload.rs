@@ -216,9 +216,7 @@ where
         });
         let (start, restarted) = plan(&run, &source, self.resume).await;
         if let Some(reason) = &restarted {
-            run.tracker.event(Event::Restarted {
-                reason: reason.clone(),
-            });
+            run.tell_restarted(reason);
         }
         let finished = match run.shared.dialect {
             Dialect::Rest => rest::run(&run, &mut source, start, restarted).await?,
@@ -307,9 +305,17 @@ pub(crate) struct Run {
     pub(crate) expected: Option<Sha256Digest>,
 }
 
+/// What a dialect read of the session it was asked to resume.
+pub(crate) enum Probe<T> {
+    /// The session fits the source: where to go on from.
+    Fits(T),
+    /// The session is for another source: why, for the error.
+    Mismatch(String),
+}
+
 impl Run {
     /// Records the session in the state file, if there is one.
-    pub(crate) async fn save<R>(
+    async fn save<R>(
         &self,
         session: &str,
         chunk_size: u64,
@@ -327,6 +333,89 @@ impl Run {
         )
         .write(path)
         .await
+    }
+
+    /// Tells that the run starts over in a new session, and why.
+    fn tell_restarted(&self, reason: &RestartReason) {
+        self.tracker.event(Event::Restarted {
+            reason: reason.clone(),
+        });
+    }
+
+    /// Settles whether `session` is resumed, given what the dialect read of
+    /// it (`probe`): a session that fits is resumed (`Some`). One that does
+    /// not is an error when the caller named it (`explicit`); one from the
+    /// state file is started over instead (`None`, the reason told and put
+    /// in `restarted`): when it is for another source, after `discard`
+    /// frees it (its failure ignored; it is not run otherwise), and when
+    /// the read failed with one of the `gone` statuses.
+    pub(crate) async fn settle<T>(
+        &self,
+        session: &str,
+        explicit: bool,
+        probe: Result<Probe<T>, Error>,
+        gone: &[u16],
+        discard: impl Future<Output = Result<(), Error>>,
+        restarted: &mut Option<RestartReason>,
+    ) -> Result<Option<T>, Error> {
+        let reason = match probe {
+            Ok(Probe::Fits(found)) => return Ok(Some(found)),
+            Ok(Probe::Mismatch(reason)) if explicit => {
+                return Err(Error::SessionMismatch {
+                    session: session.to_owned(),
+                    reason,
+                });
+            }
+            Ok(Probe::Mismatch(_)) => {
+                let _ = discard.await;
+                RestartReason::SourceChanged
+            }
+            Err(e) => match e.status() {
+                Some(status) if !explicit && gone.contains(&status) => {
+                    RestartReason::SessionGone { status }
+                }
+                _ => return Err(e),
+            },
+        };
+        self.tell_restarted(&reason);
+        *restarted = Some(reason);
+        Ok(None)
+    }
+
+    /// Records the resumed `session` in the state file and tells that it is
+    /// resumed, the server holding `held` bytes.
+    pub(crate) async fn resumed<R>(
+        &self,
+        session: &str,
+        chunk_size: u64,
+        source: &Source<R>,
+        held: u64,
+    ) -> Result<(), Error> {
+        self.save(session, chunk_size, source).await?;
+        self.tracker.resumed(held);
+        self.tracker.event(Event::Resumed {
+            session: session.to_owned(),
+            acknowledged: held,
+            total: source.size,
+        });
+        Ok(())
+    }
+
+    /// Records the new `session` in the state file and tells that it
+    /// started.
+    pub(crate) async fn started<R>(
+        &self,
+        session: &str,
+        chunk_size: u64,
+        source: &Source<R>,
+    ) -> Result<(), Error> {
+        self.save(session, chunk_size, source).await?;
+        self.tracker.event(Event::Started {
+            session: session.to_owned(),
+            total: source.size,
+            chunk_size,
+        });
+        Ok(())
     }
 
     /// How the run began, given the session it resumed (with the bytes the

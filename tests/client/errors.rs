@@ -7,22 +7,18 @@ use resumable::DefaultPolicy;
 use resumable::client::{Error, Operation};
 
 use crate::faults::Kind;
-use crate::harness::{MIB, Server, bounded, file};
+use crate::harness::{MIB, Server, assert_problem, send, state_path};
 
 #[tokio::test]
 async fn a_file_over_the_limit_fails_at_once_with_the_servers_problem() {
     let server =
         Server::with_policy(MIB as u64, DefaultPolicy::new().max_file_size(MIB as u64)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _) = file(dir.path(), "big.bin", MIB + 1, 20);
-    let state = dir.path().join("big.state.json");
+    let (path, _) = server.file("big.bin", MIB + 1, 20);
+    let state = state_path(&path);
     let client = server.client().build().unwrap();
-    let e = bounded(
-        "the upload",
-        client.upload_file(&path).state_file(&state).send(),
-    )
-    .await
-    .unwrap_err();
+    let e = send(client.upload_file(&path).state_file(&state))
+        .await
+        .unwrap_err();
 
     let Error::Server {
         operation,
@@ -58,21 +54,11 @@ async fn client_error_statuses_on_a_chunk_are_not_retried() {
     for status in [400, 403, 404, 409, 410, 413, 415, 422] {
         server.faults.clear();
         server.faults.fail(Kind::Chunk, 1, status);
-        let e = bounded(
-            "the upload",
-            client
-                .upload_reader(Cursor::new(vec![7u8; 2 * MIB]), "x.bin")
-                .send(),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.status(), Some(status), "{e}");
+        let e = send(client.upload_reader(Cursor::new(vec![7u8; 2 * MIB]), "x.bin"))
+            .await
+            .unwrap_err();
+        assert_problem(&e, status, "injected-fault");
         assert_eq!(e.attempts(), Some(1), "{e}");
-        assert_eq!(
-            e.problem().and_then(|p| p.code()),
-            Some("injected-fault"),
-            "{e}"
-        );
         assert!(matches!(
             e,
             Error::Server {
@@ -89,20 +75,15 @@ async fn client_error_statuses_on_a_chunk_are_not_retried() {
 async fn an_unknown_session_named_for_a_resume_is_an_error() {
     let server = Server::start(MIB as u64).await;
     let client = server.client().build().unwrap();
-    let e = bounded(
-        "the upload",
+    let unknown = "0123456789abcdef0123456789abcdef";
+    let e = send(
         client
             .upload_reader(Cursor::new(vec![1u8; 10]), "x")
-            .resume("0123456789abcdef0123456789abcdef")
-            .send(),
+            .resume(unknown),
     )
     .await
     .unwrap_err();
-    assert_eq!(e.status(), Some(404), "{e}");
-    assert_eq!(
-        e.problem().and_then(|p| p.code()),
-        Some("session-not-found")
-    );
+    assert_problem(&e, 404, "session-not-found");
     assert_eq!(server.faults.count(Kind::Initiate), 0, "no new session");
 
     let e = client

@@ -4,53 +4,34 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use resumable::client::{Error, Event, Operation, RetryPolicy};
+use resumable::client::{Error, Operation};
 
 use crate::faults::Kind;
-use crate::harness::{Events, MIB, SIZE, Server, bounded, client_for, file};
+use crate::harness::{
+    MIB, SIZE, Server, assert_problem, client_for, quick_retries, send, send_recorded,
+};
 
 #[tokio::test]
 async fn transient_failures_are_retried_until_the_upload_succeeds() {
     let server = Server::start(MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "flaky.bin", SIZE, 10);
+    let (path, data) = server.file("flaky.bin", SIZE, 10);
     server.faults.fail(Kind::Initiate, 1, 502);
     server.faults.fail(Kind::Chunk, 3, 503);
     server.faults.fail(Kind::Chunk, 1, 500);
     server.faults.fail(Kind::Chunk, 1, 408);
     server.faults.fail(Kind::Complete, 1, 504);
-    let events = Events::default();
     // Enough retries that one chunk meeting every fault still succeeds.
-    let client = server
-        .client()
-        .retry(
-            RetryPolicy::new()
-                .max_retries(10)
-                .initial_delay(Duration::from_millis(1))
-                .max_delay(Duration::from_millis(20)),
-        )
-        .build()
-        .unwrap();
-    let done = bounded(
-        "the upload",
-        client.upload_file(&path).on_event(events.recorder()).send(),
-    )
-    .await
-    .expect("uploaded despite the faults");
+    let policy = quick_retries(10, Duration::from_millis(20));
+    let client = server.client().retry(policy).build().unwrap();
+    let (done, events) = send_recorded(client.upload_file(&path)).await;
+    let done = done.expect("uploaded despite the faults");
 
     assert_eq!(server.stored(&done.session).await, data);
     assert_eq!(server.faults.count(Kind::Initiate), 2);
     assert_eq!(server.faults.count(Kind::Chunk), 6 + 5);
     assert_eq!(server.faults.count(Kind::Complete), 2);
     assert_eq!(done.progress.retries, 7);
-    let retries: Vec<Operation> = events
-        .told()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Retrying { operation, .. } => Some(operation),
-            _ => None,
-        })
-        .collect();
+    let retries: Vec<Operation> = events.retries().into_iter().map(|r| r.operation).collect();
     assert_eq!(retries.len(), 7);
     assert_eq!(retries[0], Operation::Initiate);
     assert_eq!(retries.last(), Some(&Operation::Complete));
@@ -60,59 +41,27 @@ async fn transient_failures_are_retried_until_the_upload_succeeds() {
 async fn retry_after_sets_the_least_wait() {
     let server = Server::start(MIB as u64).await;
     server.faults.fail_with_retry_after(Kind::Initiate, 429, 1);
-    let events = Events::default();
-    let client = server
-        .client()
-        .retry(
-            RetryPolicy::new()
-                .initial_delay(Duration::from_millis(1))
-                .max_delay(Duration::from_secs(5)),
-        )
-        .build()
-        .unwrap();
-    bounded(
-        "the upload",
-        client
-            .upload_reader(std::io::Cursor::new(vec![1u8; 10]), "ten")
-            .on_event(events.recorder())
-            .send(),
-    )
-    .await
-    .unwrap();
-    let delays: Vec<Duration> = events
-        .told()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Retrying { delay, attempt, .. } => {
-                assert_eq!(attempt, 2);
-                Some(delay)
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(delays.len(), 1);
-    assert!(delays[0] >= Duration::from_secs(1), "{delays:?}");
+    // The default number of retries (5), with a cap above the server's
+    // wait.
+    let policy = quick_retries(5, Duration::from_secs(5));
+    let client = server.client().retry(policy).build().unwrap();
+    let (done, events) =
+        send_recorded(client.upload_reader(std::io::Cursor::new(vec![1u8; 10]), "ten")).await;
+    done.unwrap();
+    let retries = events.retries();
+    assert_eq!(retries.len(), 1);
+    assert_eq!(retries[0].attempt, 2);
+    assert!(retries[0].delay >= Duration::from_secs(1), "{retries:?}");
 }
 
 #[tokio::test]
 async fn retries_are_bounded() {
     let server = Server::start(MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _) = file(dir.path(), "down.bin", MIB, 11);
+    let (path, _) = server.file("down.bin", MIB, 11);
     server.faults.fail(Kind::Chunk, usize::MAX, 503);
-    let client = server
-        .client()
-        .retry(
-            RetryPolicy::new()
-                .max_retries(3)
-                .initial_delay(Duration::from_millis(1))
-                .max_delay(Duration::from_millis(5)),
-        )
-        .build()
-        .unwrap();
-    let e = bounded("the upload", client.upload_file(&path).send())
-        .await
-        .unwrap_err();
+    let policy = quick_retries(3, Duration::from_millis(5));
+    let client = server.client().retry(policy).build().unwrap();
+    let e = send(client.upload_file(&path)).await.unwrap_err();
     assert_eq!(e.status(), Some(503));
     assert_eq!(e.attempts(), Some(4));
     assert!(e.is_retryable());
@@ -132,17 +81,10 @@ async fn a_refused_connection_is_retried_then_a_transport_error() {
     let listener = std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
     let root = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let events = Events::default();
     let client = client_for(&root).build().unwrap();
-    let e = bounded(
-        "the upload",
-        client
-            .upload_reader(std::io::Cursor::new(vec![0u8; 100]), "x")
-            .on_event(events.recorder())
-            .send(),
-    )
-    .await
-    .unwrap_err();
+    let (result, events) =
+        send_recorded(client.upload_reader(std::io::Cursor::new(vec![0u8; 100]), "x")).await;
+    let e = result.unwrap_err();
     assert!(
         matches!(
             e,
@@ -160,29 +102,16 @@ async fn a_refused_connection_is_retried_then_a_transport_error() {
 #[tokio::test]
 async fn a_corrupted_chunk_is_sent_again() {
     let server = Server::start(MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "corrupt.bin", SIZE, 12);
+    let (path, data) = server.file("corrupt.bin", SIZE, 12);
     // One chunk body is altered on the way: its Content-Digest no longer
     // matches, the server refuses it (422) and the client resends it.
     server.faults.corrupt(Kind::Chunk, 1);
-    let events = Events::default();
     let client = server.client().build().unwrap();
-    let done = bounded(
-        "the upload",
-        client.upload_file(&path).on_event(events.recorder()).send(),
-    )
-    .await
-    .expect("uploaded");
+    let (done, events) = send_recorded(client.upload_file(&path)).await;
+    let done = done.expect("uploaded");
     assert_eq!(server.stored(&done.session).await, data);
     assert_eq!(server.faults.count(Kind::Chunk), 7);
-    let resent: Vec<String> = events
-        .told()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Retrying { error, .. } => Some(error),
-            _ => None,
-        })
-        .collect();
+    let resent: Vec<String> = events.retries().into_iter().map(|r| r.error).collect();
     assert_eq!(resent.len(), 1);
     assert!(
         resent[0].contains("422") && resent[0].contains("checksum-mismatch"),
@@ -193,18 +122,11 @@ async fn a_corrupted_chunk_is_sent_again() {
 #[tokio::test]
 async fn a_chunk_corrupted_every_time_fails_after_a_bounded_number_of_resends() {
     let server = Server::start(MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _) = file(dir.path(), "always.bin", MIB, 13);
+    let (path, _) = server.file("always.bin", MIB, 13);
     server.faults.corrupt(Kind::Chunk, usize::MAX);
     let client = server.client().digest_resends(2).build().unwrap();
-    let e = bounded("the upload", client.upload_file(&path).send())
-        .await
-        .unwrap_err();
-    assert_eq!(e.status(), Some(422));
-    assert_eq!(
-        e.problem().and_then(|p| p.code()),
-        Some("checksum-mismatch")
-    );
+    let e = send(client.upload_file(&path)).await.unwrap_err();
+    assert_problem(&e, 422, "checksum-mismatch");
     assert_eq!(
         e.problem().and_then(|p| p.extensions.get("chunkId")),
         Some(&serde_json::json!(0))
@@ -216,29 +138,23 @@ async fn a_chunk_corrupted_every_time_fails_after_a_bounded_number_of_resends() 
 #[tokio::test]
 async fn a_chunk_that_stalls_is_abandoned_and_sent_again() {
     let server = Server::start(MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "stall.bin", 3 * MIB, 14);
+    let (path, data) = server.file("stall.bin", 3 * MIB, 14);
     // The first chunk request is never answered: the connection looks
     // alive, but nothing moves.
     server.faults.hold(Kind::Chunk, 1);
-    let events = Events::default();
     let client = server
         .client()
         .stall_timeout(Some(Duration::from_secs(2)))
         .build()
         .unwrap();
-    let done = bounded(
-        "the upload",
-        client.upload_file(&path).on_event(events.recorder()).send(),
-    )
-    .await
-    .expect("uploaded after abandoning the stalled request");
+    let (done, events) = send_recorded(client.upload_file(&path)).await;
+    let done = done.expect("uploaded after abandoning the stalled request");
     assert_eq!(server.stored(&done.session).await, data);
     assert!(server.faults.count(Kind::Chunk) > 3);
     let stalls = events
-        .told()
+        .retries()
         .into_iter()
-        .filter(|e| matches!(e, Event::Retrying { error, .. } if error.contains("no progress and no reply")))
+        .filter(|r| r.error.contains("no progress and no reply"))
         .count();
     assert!(stalls >= 1, "{:?}", events.told());
 }

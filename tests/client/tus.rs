@@ -3,32 +3,21 @@
 use resumable::client::{Dialect, Event, RestartReason, Resumption, UploadState};
 
 use crate::faults::Kind;
-use crate::harness::{Events, MIB, SIZE, Server, bounded, file};
-use crate::resume::interrupt;
-
-fn tus(server: &Server) -> resumable::client::Client {
-    server
-        .client()
-        .dialect(Dialect::Tus)
-        .tus_chunk_size(MIB as u64)
-        .build()
-        .unwrap()
-}
+use crate::harness::{
+    Interrupted, MIB, SIZE, Server, assert_resumed, restart_reason, send, state_path,
+};
 
 #[tokio::test]
 async fn a_file_goes_up_over_tus_and_is_stored_intact() {
     let server = Server::start(8 * MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "tus.bin", SIZE, 50);
-    let state = dir.path().join("tus.state.json");
-    let client = tus(&server);
-    let done = bounded(
-        "the upload",
+    let (path, data) = server.file("tus.bin", SIZE, 50);
+    let state = state_path(&path);
+    let client = server.tus_client();
+    let done = send(
         client
             .upload_file(&path)
             .state_file(&state)
-            .content_type("application/x-test")
-            .send(),
+            .content_type("application/x-test"),
     )
     .await
     .expect("uploaded");
@@ -64,61 +53,32 @@ async fn a_file_goes_up_over_tus_and_is_stored_intact() {
 
 #[tokio::test]
 async fn a_cancelled_tus_upload_resumes_from_the_offset() {
-    let server = Server::start(8 * MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "tus.bin", SIZE, 51);
-    let state = dir.path().join("tus.state.json");
-    let client = tus(&server);
-    let url = interrupt(&server, &client, &path, Some(&state), Kind::Patch, 2).await;
-    assert_eq!(server.offset(&url).await, 2 * MIB as u64);
-    let record = UploadState::read(&state).await.unwrap().unwrap();
+    let up = Interrupted::tus(51, 2).await;
+    assert_eq!(up.server.offset(&up.session).await, 2 * MIB as u64);
+    let record = UploadState::read(&up.state).await.unwrap().unwrap();
     assert_eq!(
         (record.session.as_str(), record.dialect),
-        (url.as_str(), Dialect::Tus)
+        (up.session.as_str(), Dialect::Tus)
     );
 
-    let events = Events::default();
-    let done = bounded(
-        "the resumed upload",
-        client
-            .upload_file(&path)
-            .state_file(&state)
-            .on_event(events.recorder())
-            .send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(done.session, url);
-    assert_eq!(
-        done.resumption,
-        Resumption::Resumed {
-            from: 2 * MIB as u64
-        }
-    );
-    assert_eq!(server.faults.count(Kind::Create), 0);
-    assert_eq!(server.faults.count(Kind::Head), 1);
-    assert_eq!(
-        server.faults.count(Kind::Patch),
-        4,
-        "only the missing bytes"
-    );
-    assert_eq!(done.progress.bytes_sent, (SIZE - 2 * MIB) as u64);
-    assert_eq!(server.stored(&url).await, data);
-    assert!(!state.exists());
+    let (done, events) = up.send_again().await;
+    let done = done.unwrap();
+    assert_resumed(&up, &done, 2 * MIB as u64).await;
+    let faults = &up.server.faults;
+    assert_eq!(faults.count(Kind::Create), 0);
+    assert_eq!(faults.count(Kind::Head), 1);
+    assert_eq!(faults.count(Kind::Patch), 4, "only the missing bytes");
     assert!(matches!(events.told().first(), Some(Event::Resumed { .. })));
 }
 
 #[tokio::test]
 async fn a_corrupted_patch_is_sent_again() {
     let server = Server::start(8 * MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "tus.bin", 3 * MIB, 52);
+    let (path, data) = server.file("tus.bin", 3 * MIB, 52);
     // Upload-Checksum catches the altered body (460); the bytes are sent
     // again from the same offset.
     server.faults.corrupt(Kind::Patch, 1);
-    let done = bounded("the upload", tus(&server).upload_file(&path).send())
-        .await
-        .unwrap();
+    let done = send(server.tus_client().upload_file(&path)).await.unwrap();
     assert_eq!(server.stored(&done.session).await, data);
     assert_eq!(server.faults.count(Kind::Patch), 4);
     assert_eq!(done.progress.retries, 1);
@@ -127,13 +87,10 @@ async fn a_corrupted_patch_is_sent_again() {
 #[tokio::test]
 async fn a_failed_patch_reads_the_offset_and_goes_on() {
     let server = Server::start(8 * MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "tus.bin", 3 * MIB, 53);
+    let (path, data) = server.file("tus.bin", 3 * MIB, 53);
     server.faults.fail(Kind::Patch, 2, 503);
     server.faults.fail(Kind::Create, 1, 500);
-    let done = bounded("the upload", tus(&server).upload_file(&path).send())
-        .await
-        .unwrap();
+    let done = send(server.tus_client().upload_file(&path)).await.unwrap();
     assert_eq!(server.stored(&done.session).await, data);
     assert_eq!(server.faults.count(Kind::Create), 2);
     assert_eq!(server.faults.count(Kind::Patch), 3 + 2);
@@ -147,10 +104,9 @@ async fn a_failed_patch_reads_the_offset_and_goes_on() {
 #[tokio::test]
 async fn a_refused_patch_fails_at_once() {
     let server = Server::start(8 * MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _) = file(dir.path(), "tus.bin", 3 * MIB, 54);
+    let (path, _) = server.file("tus.bin", 3 * MIB, 54);
     server.faults.fail(Kind::Patch, 1, 415);
-    let e = bounded("the upload", tus(&server).upload_file(&path).send())
+    let e = send(server.tus_client().upload_file(&path))
         .await
         .unwrap_err();
     assert_eq!(e.status(), Some(415));
@@ -160,31 +116,16 @@ async fn a_refused_patch_fails_at_once() {
 
 #[tokio::test]
 async fn a_lost_tus_upload_starts_over() {
-    let server = Server::start(8 * MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "tus.bin", SIZE, 55);
-    let state = dir.path().join("tus.state.json");
-    let client = tus(&server);
-    let url = interrupt(&server, &client, &path, Some(&state), Kind::Patch, 1).await;
-    client.abort(&url).await.expect("terminated");
-    server.faults.clear();
-    let done = bounded(
-        "the upload",
-        client.upload_file(&path).state_file(&state).send(),
-    )
-    .await
-    .unwrap();
+    let up = Interrupted::tus(55, 1).await;
+    up.client.abort(&up.session).await.expect("terminated");
+    up.server.faults.clear();
+    let done = up.send_again().await.0.unwrap();
+    let reason = restart_reason(&done);
     assert!(
-        matches!(
-            done.resumption,
-            Resumption::Restarted {
-                reason: RestartReason::SessionGone { status: 404 | 410 }
-            }
-        ),
-        "{:?}",
-        done.resumption
+        matches!(reason, RestartReason::SessionGone { status: 404 | 410 }),
+        "{reason:?}"
     );
-    assert_ne!(done.session, url);
-    assert_eq!(server.stored(&done.session).await, data);
-    assert_eq!(server.faults.count(Kind::Patch), 6);
+    assert_ne!(done.session, up.session);
+    assert_eq!(up.server.stored(&done.session).await, up.data);
+    assert_eq!(up.server.faults.count(Kind::Patch), 6);
 }

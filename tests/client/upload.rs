@@ -6,30 +6,27 @@ use std::io::Cursor;
 use resumable::client::{Dialect, Error, Event, Resumption};
 
 use crate::faults::Kind;
-use crate::harness::{Events, MIB, SIZE, Server, bounded, file, sha256_hex};
+use crate::harness::{
+    MIB, SIZE, Server, assert_problem, send, send_recorded, sha256_hex, state_path,
+};
 
 #[tokio::test]
 async fn a_multi_chunk_file_goes_up_in_parallel_and_is_stored_intact() {
     let server = Server::start(MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "five.bin", SIZE, 1);
-    let state = dir.path().join("five.bin.upload-state.json");
+    let (path, data) = server.file("five.bin", SIZE, 1);
+    let state = state_path(&path);
     // The first four chunks are held until all four are in the server at
     // once: the upload is parallel, and never more than 4 wide.
     server.faults.gather(Kind::Chunk, 4);
-    let events = Events::default();
     let client = server.client().concurrency(4).build().unwrap();
-    let done = bounded(
-        "the upload",
+    let (done, events) = send_recorded(
         client
             .upload_file(&path)
             .state_file(&state)
-            .content_type("application/octet-stream")
-            .on_event(events.recorder())
-            .send(),
+            .content_type("application/octet-stream"),
     )
-    .await
-    .expect("uploaded");
+    .await;
+    let done = done.expect("uploaded");
 
     assert_eq!(server.stored(&done.session).await, data);
     assert_eq!(done.sha256.as_deref(), Some(sha256_hex(&data).as_str()));
@@ -65,12 +62,9 @@ async fn a_multi_chunk_file_goes_up_in_parallel_and_is_stored_intact() {
 #[tokio::test]
 async fn concurrency_one_sends_one_chunk_at_a_time() {
     let server = Server::start(MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "one.bin", SIZE, 2);
+    let (path, data) = server.file("one.bin", SIZE, 2);
     let client = server.client().concurrency(1).build().unwrap();
-    let done = bounded("the upload", client.upload_file(&path).send())
-        .await
-        .unwrap();
+    let done = send(client.upload_file(&path)).await.unwrap();
     assert_eq!(server.stored(&done.session).await, data);
     assert_eq!(server.faults.max_in_flight(), 1);
 }
@@ -82,12 +76,9 @@ async fn a_reader_uploads_from_offset_zero_whatever_its_position() {
     let mut cursor = Cursor::new(data.clone());
     cursor.set_position(12_345);
     let client = server.client().build().unwrap();
-    let done = bounded(
-        "the upload",
-        client.upload_reader(cursor, "from-memory.bin").send(),
-    )
-    .await
-    .unwrap();
+    let done = send(client.upload_reader(cursor, "from-memory.bin"))
+        .await
+        .unwrap();
     assert_eq!(server.stored(&done.session).await, data);
     assert_eq!(done.file_name, "from-memory.bin");
     assert_eq!(server.faults.count(Kind::Chunk), 4);
@@ -97,14 +88,9 @@ async fn a_reader_uploads_from_offset_zero_whatever_its_position() {
 async fn an_empty_file_uploads() {
     let server = Server::start(MIB as u64).await;
     let client = server.client().build().unwrap();
-    let done = bounded(
-        "the upload",
-        client
-            .upload_reader(Cursor::new(Vec::new()), "empty")
-            .send(),
-    )
-    .await
-    .unwrap();
+    let done = send(client.upload_reader(Cursor::new(Vec::new()), "empty"))
+        .await
+        .unwrap();
     assert_eq!(done.size, 0);
     assert_eq!(server.stored(&done.session).await, Vec::<u8>::new());
     assert_eq!(done.sha256.as_deref(), Some(sha256_hex(b"").as_str()));
@@ -114,32 +100,20 @@ async fn an_empty_file_uploads() {
 #[tokio::test]
 async fn a_known_sha256_is_sent_and_checked_by_the_server() {
     let server = Server::start(MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "known.bin", 2 * MIB + 7, 4);
+    let (path, data) = server.file("known.bin", 2 * MIB + 7, 4);
     let client = server.client().build().unwrap();
 
-    let done = bounded(
-        "the upload",
-        client
-            .upload_file(&path)
-            .sha256(sha256_hex(&data).to_uppercase())
-            .send(),
-    )
-    .await
-    .unwrap();
+    let known = sha256_hex(&data).to_uppercase();
+    let done = send(client.upload_file(&path).sha256(known)).await.unwrap();
     assert_eq!(server.stored(&done.session).await, data);
 
     // A wrong digest: every chunk goes up, and the server refuses to
     // complete, once (a 422 is not retried).
     let wrong = sha256_hex(b"something else");
-    let e = bounded("the upload", client.upload_file(&path).sha256(wrong).send())
+    let e = send(client.upload_file(&path).sha256(wrong))
         .await
         .unwrap_err();
-    assert_eq!(e.status(), Some(422), "{e}");
-    assert_eq!(
-        e.problem().and_then(|p| p.code()),
-        Some("checksum-mismatch")
-    );
+    assert_problem(&e, 422, "checksum-mismatch");
     assert_eq!(e.attempts(), Some(1));
     assert!(matches!(
         e,
@@ -161,14 +135,11 @@ async fn a_known_sha256_is_sent_and_checked_by_the_server() {
 #[tokio::test]
 async fn the_whole_file_digest_is_checked_against_the_servers() {
     let server = Server::start(MIB as u64).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = file(dir.path(), "tampered.bin", 2 * MIB, 5);
+    let (path, data) = server.file("tampered.bin", 2 * MIB, 5);
     // The complete reply claims another SHA-256 than the source's.
     server.faults.tamper_complete();
     let client = server.client().build().unwrap();
-    let e = bounded("the upload", client.upload_file(&path).send())
-        .await
-        .unwrap_err();
+    let e = send(client.upload_file(&path)).await.unwrap_err();
     match e {
         Error::ChecksumMismatch { expected, actual } => {
             assert_eq!(expected, sha256_hex(&data));
