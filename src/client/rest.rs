@@ -177,7 +177,7 @@ where
     run.tracker.event(Event::Completing {
         session: session.clone(),
     });
-    let completed = complete(run, source, &session, layout).await?;
+    let completed = complete(run, source, &session, layout, whole).await?;
     if completed.file_size != source.size {
         return Err(Error::protocol(
             Operation::Complete,
@@ -280,14 +280,17 @@ pub(crate) async fn abort(shared: &Shared, session: &str) -> Result<(), Error> {
     shared.wire.send(Operation::Abort, request).await.map(drop)
 }
 
-/// `POST {base}/session/{id}/complete`; when the server reports chunks
-/// missing (lost since they were acknowledged, or a stale part), sends
-/// them again and completes again, a bounded number of times.
+/// `POST {base}/session/{id}/complete`, stating the whole file's SHA-256
+/// the client computed (`Repr-Digest`) so the server publishes nothing
+/// else; when the server reports chunks missing (lost since they were
+/// acknowledged, or a stale part), sends them again and completes again, a
+/// bounded number of times.
 async fn complete<R>(
     run: &Arc<Run>,
     source: &mut Source<R>,
     session: &str,
     layout: Layout,
+    whole: Option<Sha256Digest>,
 ) -> Result<Completed, Error>
 where
     R: AsyncRead + AsyncSeek + Unpin + Send,
@@ -297,7 +300,10 @@ where
     let mut round = 0;
     loop {
         let result = retrying(&shared.retry, &run.tracker, Operation::Complete, || {
-            let request = shared.wire.request(Method::POST, &url);
+            let mut request = shared.wire.request(Method::POST, &url);
+            if let Some(digest) = &whole {
+                request = request.header("repr-digest", digest_field(digest));
+            }
             async move {
                 let response = shared.wire.send(Operation::Complete, request).await?;
                 json(Operation::Complete, response).await
@@ -323,6 +329,15 @@ where
         )
         .await?;
     }
+}
+
+/// An RFC 9530 digest field value (`Content-Digest`, `Repr-Digest`).
+fn digest_field(digest: &Sha256Digest) -> String {
+    use base64::Engine as _;
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(digest.as_bytes())
+    )
 }
 
 /// The chunks a `409 missing-chunks` lists, when they are valid indices.
@@ -410,13 +425,9 @@ async fn put_chunk(
     data: Bytes,
     digest: Sha256Digest,
 ) -> Result<(), Error> {
-    use base64::Engine as _;
     let shared = &run.shared;
     let operation = Operation::Chunk(index);
-    let content_digest = format!(
-        "sha-256=:{}:",
-        base64::engine::general_purpose::STANDARD.encode(digest.as_bytes())
-    );
+    let content_digest = digest_field(&digest);
     let (mut retries, mut resends) = (0, 0);
     loop {
         let sent = Arc::new(AtomicU64::new(0));

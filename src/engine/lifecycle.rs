@@ -3,6 +3,7 @@
 
 use super::types::{Attachment, SessionStatus};
 use super::{Actor, Engine};
+use crate::digest::Sha256Digest;
 use crate::error::{DigestScope, Error, Operation, SinkError};
 use crate::ledger::PartReceipt;
 use crate::machine::{self, Completion};
@@ -23,7 +24,24 @@ impl Engine {
     /// the upload *temporary* until [`claim`](Engine::claim)ed. Completing a
     /// completed upload returns the same attachment.
     pub async fn complete(&self, caller: &Owner, id: SessionId) -> Result<Attachment, Error> {
-        self.finish(id, Actor::Client(caller, Operation::Complete))
+        self.complete_expecting(caller, id, None).await
+    }
+
+    /// Completes an upload whose whole-file SHA-256 the client states now
+    /// (a client that hashes while it sends learns it only at the end). The
+    /// blob is published only if its bytes have that digest; otherwise the
+    /// answer is [`Error::ChecksumMismatch`] and, as for a digest given at
+    /// initiate, the session is open again with its chunks (on sinks that
+    /// keep them). A digest that differs from one given at initiate is
+    /// refused before anything is assembled. An upload completed already is
+    /// checked against it too.
+    pub async fn complete_expecting(
+        &self,
+        caller: &Owner,
+        id: SessionId,
+        sha256: Option<Sha256Digest>,
+    ) -> Result<Attachment, Error> {
+        self.finish_expecting(id, Actor::Client(caller, Operation::Complete), sha256)
             .await
     }
 
@@ -35,9 +53,27 @@ impl Engine {
         id: SessionId,
         actor: Actor<'_>,
     ) -> Result<Attachment, Error> {
+        self.finish_expecting(id, actor, None).await
+    }
+
+    /// [`finish`](Engine::finish) with a whole-file SHA-256 stated at
+    /// completion, checked with (not instead of) one given at creation.
+    async fn finish_expecting(
+        &self,
+        id: SessionId,
+        actor: Actor<'_>,
+        stated: Option<Sha256Digest>,
+    ) -> Result<Attachment, Error> {
         let timeouts = self.config.timeouts;
         let (session, done) = self
             .update(id, actor, |s, now| {
+                if let (Some(stated), Some(declared)) = (stated, s.file.sha256)
+                    && stated != declared
+                {
+                    return Err(Error::invalid_request(format!(
+                        "the SHA-256 given at completion ({stated}) differs from the one given at creation ({declared})"
+                    )));
+                }
                 Ok(match machine::begin_complete(s, now, &timeouts)? {
                     Completion::Finalize(s) => (Some(s), None),
                     Completion::AlreadyCompleted(blob) => (None, Some(blob)),
@@ -45,9 +81,17 @@ impl Engine {
             })
             .await?;
         if let Some(blob) = done {
-            return Ok(Attachment::of(&session, blob));
+            return match stated.filter(|d| *d != blob.sha256) {
+                Some(expected) => Err(Error::ChecksumMismatch {
+                    scope: DigestScope::File,
+                    expected: expected.into(),
+                    actual: blob.sha256.into(),
+                }),
+                None => Ok(Attachment::of(&session, blob)),
+            };
         }
-        match self.assemble_renewing_lease(&session).await {
+        let expected = stated.or(session.file.sha256);
+        match self.assemble_renewing_lease(&session, expected).await {
             Ok(blob) => {
                 let finished = self
                     .update(id, Actor::Engine, |s, now| {
@@ -111,10 +155,11 @@ impl Engine {
     async fn assemble_renewing_lease(
         &self,
         session: &Session,
+        expected: Option<Sha256Digest>,
     ) -> Result<FinishedBlob, AssemblyFailure> {
         let timeouts = self.config.timeouts;
         let every = (timeouts.finalize_lease / 3).max(std::time::Duration::from_millis(10));
-        let mut assemble = std::pin::pin!(self.assemble(session));
+        let mut assemble = std::pin::pin!(self.assemble(session, expected));
         loop {
             tokio::select! {
                 result = &mut assemble => return result,
@@ -135,9 +180,13 @@ impl Engine {
         }
     }
 
-    /// Builds the blob of a `finalizing` session.
-    async fn assemble(&self, session: &Session) -> Result<FinishedBlob, AssemblyFailure> {
-        let expected = session.file.sha256;
+    /// Builds the blob of a `finalizing` session, whose bytes must have the
+    /// `expected` SHA-256 if one is given.
+    async fn assemble(
+        &self,
+        session: &Session,
+        expected: Option<Sha256Digest>,
+    ) -> Result<FinishedBlob, AssemblyFailure> {
         if let UploadKind::Final { parts } = &session.kind {
             let mut sources = Vec::with_capacity(parts.len());
             for part in parts {

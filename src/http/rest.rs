@@ -4,14 +4,17 @@
 //! |---|---|---|
 //! | initiate | `POST {base}/initiate`, JSON `{fileName, fileSize, contentType?, sha256?}` | `201`, `{sessionId, chunkSize, totalChunks, expiresAt}`, `Location` |
 //! | upload chunk | `PUT {base}/session/{id}/upload/{chunkId}`, raw body | `201` (first receipt) or `200` (replaced), the chunk's receipt |
-//! | complete | `POST {base}/session/{id}/complete` | `200`, the attachment |
+//! | complete | `POST {base}/session/{id}/complete`, optional `Repr-Digest: sha-256=:…:` | `200`, the attachment |
 //! | abort | `POST {base}/session/{id}/abort` | `204` |
 //! | status | `GET {base}/session/{id}` | `200`, state, chunks received and missing, expiry |
 //!
 //! `{base}` is `/attachment` unless set with [`RestApi::with_base_path`].
 //! Chunk ids count from 0. A chunk body may carry `Content-Digest:
 //! sha-256=:…:` (RFC 9530), verified before the chunk is recorded, and
-//! `Content-Range`, which must be the chunk's range. Times are RFC 3339.
+//! `Content-Range`, which must be the chunk's range. A complete may carry
+//! the whole file's SHA-256 as `Repr-Digest` (RFC 9530), for clients that
+//! hash while they send: the blob is published only if it matches (`422`
+//! otherwise, and the session is open again). Times are RFC 3339.
 //! Errors are `application/problem+json` (see [`problem`](super::problem)).
 
 use std::sync::Arc;
@@ -29,8 +32,8 @@ use super::Reply;
 use super::body::{DEFAULT_IDLE_TIMEOUT, data_stream};
 use super::problem::{error_reply, problem};
 use super::request::{
-    collect_limited, content_digest_sha256, content_length, content_range, parse_u64,
-    require_media_type,
+    collect_limited, content_digest_sha256, content_length, content_range, digest_sha256,
+    parse_u64, require_media_type,
 };
 use crate::engine::{Attachment, ChunkOptions, ChunkReceipt, Engine, NewUpload, SessionStatus};
 use crate::error::{BoxError, Error};
@@ -217,7 +220,7 @@ impl RestApi {
             Route::Initiate => self.initiate(parts, owner, body).await,
             Route::Session(id) => self.status(owner, id).await,
             Route::Chunk(id, chunk) => self.upload_chunk(parts, owner, id, chunk, body).await,
-            Route::Complete(id) => self.complete(owner, id).await,
+            Route::Complete(id) => self.complete(parts, owner, id).await,
             Route::Abort(id) => self.abort(owner, id).await,
         };
         result.unwrap_or_else(|e| error_reply(&e))
@@ -300,8 +303,10 @@ impl RestApi {
         Ok(json_reply(status, &chunk_reply(id, &receipt)))
     }
 
-    async fn complete(&self, owner: &Owner, id: &str) -> Result<Reply, Error> {
-        let attachment = self.engine.complete(owner, id.parse()?).await?;
+    async fn complete(&self, parts: &Parts, owner: &Owner, id: &str) -> Result<Reply, Error> {
+        let id = id.parse()?;
+        let stated = digest_sha256(&parts.headers, "repr-digest")?;
+        let attachment = self.engine.complete_expecting(owner, id, stated).await?;
         Ok(json_reply(StatusCode::OK, &attachment_reply(&attachment)))
     }
 

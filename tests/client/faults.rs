@@ -77,6 +77,8 @@ pub(crate) struct Faults {
     gate: tokio::sync::Notify,
     /// Replace the `sha256` of complete replies.
     tamper_complete: AtomicBool,
+    /// The `Repr-Digest` of every complete request, in order.
+    complete_digests: Mutex<Vec<Option<String>>>,
 }
 
 impl Faults {
@@ -128,6 +130,11 @@ impl Faults {
         self.counts.lock().unwrap().clear();
         self.max_in_flight.store(0, Ordering::SeqCst);
         self.tamper_complete.store(false, Ordering::SeqCst);
+    }
+
+    /// The `Repr-Digest` each complete request stated, in order.
+    pub(crate) fn complete_digests(&self) -> Vec<Option<String>> {
+        self.complete_digests.lock().unwrap().clone()
     }
 
     /// How many requests of `kind` arrived.
@@ -193,6 +200,11 @@ pub(crate) async fn inject(
 ) -> Response {
     let kind = kind_of(request.method(), request.uri().path());
     *faults.counts.lock().unwrap().entry(kind).or_default() += 1;
+    if kind == Kind::Complete {
+        let stated = request.headers().get("repr-digest");
+        let stated = stated.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        faults.complete_digests.lock().unwrap().push(stated);
+    }
     let body_request = matches!(kind, Kind::Chunk | Kind::Patch);
     if body_request {
         let now = faults.in_flight.fetch_add(1, Ordering::SeqCst) + 1;

@@ -149,6 +149,25 @@ async fn the_whole_file_digest_is_checked_against_the_servers() {
     }
 }
 
+/// The client states the whole file's SHA-256 at complete
+/// (`Repr-Digest`), so the server publishes nothing but the bytes the
+/// client hashed; a caller-known digest went at initiate instead.
+#[tokio::test]
+async fn complete_states_the_whole_file_digest() {
+    use base64::Engine as _;
+    let server = Server::start(MIB as u64).await;
+    let (path, data) = server.file("stated.bin", 3 * MIB + 5, 6);
+    let client = server.client().build().unwrap();
+    let uploaded = send(client.upload_file(&path)).await.expect("upload");
+    assert_eq!(uploaded.sha256.as_deref(), Some(sha256_hex(&data).as_str()));
+    let digest = hex::decode(sha256_hex(&data)).unwrap();
+    let expected = format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    );
+    assert_eq!(server.faults.complete_digests(), [Some(expected)]);
+}
+
 #[tokio::test]
 async fn a_missing_file_is_a_read_error() {
     let server = Server::start(MIB as u64).await;

@@ -197,6 +197,92 @@ async fn whole_file_checksum_mismatch_reopens_the_session() {
     assert!(!server.upload_dir(&id).join("blob").exists());
 }
 
+/// The whole-file SHA-256 stated at complete (`Repr-Digest`) is checked: a
+/// wrong one is 422 and leaves the session open with its chunks; one that
+/// contradicts the digest given at initiate is 400; the right one
+/// completes, and a completed upload is checked against it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_file_digest_stated_at_complete_is_checked() {
+    const CHUNK: usize = 1024;
+    let (server, data, id) = Server::with_upload(CHUNK, 3 * CHUNK - 7, 15, "stated.bin").await;
+    server.put_new_chunks(&id, &data, 0..3, false).await;
+    let complete_stating = |digest: String| {
+        let server = &server;
+        let id = id.clone();
+        async move {
+            server
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/attachment/session/{id}/complete"),
+                    None,
+                )
+                .header("repr-digest", digest)
+                .send()
+                .await
+                .expect("complete request")
+        }
+    };
+
+    let wrong = content_digest(b"another file");
+    let p = problem(
+        complete_stating(wrong.clone()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "checksum-mismatch",
+    )
+    .await;
+    assert_eq!(p["actualSha256"], sha256_hex(&data));
+    let status = server.status_ok(None, &id).await;
+    assert_eq!(status["state"], "open");
+    assert_eq!(u64s(&status["receivedChunks"]), [0, 1, 2]);
+    problem(
+        complete_stating("sha-256=:not base64:".to_owned()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid-request",
+    )
+    .await;
+
+    let done = json_of(
+        complete_stating(content_digest(&data)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(done["sha256"], sha256_hex(&data));
+    problem(
+        complete_stating(wrong).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "checksum-mismatch",
+    )
+    .await;
+    assert_eq!(server.status_ok(None, &id).await["state"], "completed");
+
+    // Contradicting the digest given at initiate: refused before assembly.
+    let declared = sha256_hex(&data);
+    let reply = json_of(
+        server
+            .initiate(
+                None,
+                &json!({ "fileName": "both.bin", "fileSize": data.len(), "sha256": declared }),
+            )
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let other = id_of(&reply);
+    server.put_new_chunks(&other, &data, 0..3, false).await;
+    let resp = server
+        .request(
+            reqwest::Method::POST,
+            &format!("/attachment/session/{other}/complete"),
+            None,
+        )
+        .header("repr-digest", content_digest(b"x"))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::BAD_REQUEST, "invalid-request").await;
+    assert_eq!(server.status_ok(None, &other).await["state"], "open");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_retries_of_one_chunk_keep_exactly_one() {
     const CHUNK: usize = 64 << 10;
