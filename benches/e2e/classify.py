@@ -16,6 +16,7 @@ from collections import defaultdict
 
 # (bucket, where: "k" kernel, "u" user, None either, pattern)
 RULES = [
+    ("serde / JSON (session records, digests as hex)", "u", r"serde|json|Deserialize|Serialize|ryu|itoa|from_utf8|hex::"),
     ("SHA-256", None, r"sha2|sha256|Sha256|compress256|digest_blocks|sha_ni"),
     ("copy in the kernel (socket → user, user → page cache)", "k",
      r"copy_user|_copy_to_iter|_copy_from_iter|copy_page|memcpy|memmove|rep_movs|copyout|copyin|copy_to_user|copy_from_user"),
@@ -28,7 +29,8 @@ RULES = [
     ("kernel: filesystem, page cache, block I/O, fsync", "k",
      r"ext4|jbd2|iomap|filemap|folio|generic_perform_write|mpage|blk_|bio_|virtio|virtqueue|vring|page_cache|"
      r"__block|writeback|mark_buffer|balance_dirty|file_write|vfs_|do_sys_open|path_|dentry|d_alloc|inode|"
-     r"fsync|submit_bio|crc32c|__mark_inode|lru_|xas_|radix|find_get|pagecache|truncate"),
+     r"fsync|submit_bio|crc32c|__mark_inode|lru_|xas_|radix|find_get|pagecache|truncate|recently_deleted|"
+     r"find_inode|__find_get_block|iowrite|ioread|unlink|rename|link_path|lookup_|getname|d_lookup|mb_|buffer_"),
     ("kernel: TCP over loopback", "k",
      r"tcp|skb|__inet|inet_|ip_|ipv4|sock|net_rx|netif|napi|loopback|__dev_queue|dev_hard|__sys_sendto|"
      r"__sys_recvfrom|sk_|__release_sock|release_sock|lock_sock|nf_|__napi|do_softirq|__local_bh|net_"),
@@ -40,8 +42,7 @@ RULES = [
      r"__fget|fput|fdget|security_|apparmor|avc_|capable"),
     ("tokio runtime (tasks, blocking pool, timers, channels)", "u", r"tokio|mio|crossbeam|parking_lot|std::sync|std::thread|futex|pthread|__lll_"),
     ("hyper / http parsing", "u", r"hyper|httparse|http::|h1::|axum|tower|bytes::"),
-    ("serde / JSON (session records)", "u", r"serde|json|ryu|itoa"),
-    ("resumable (engine, meter, sink, store)", "u", r"resumable|futures_util|async_trait"),
+    ("resumable (engine, ledger, meter, sink, store)", "u", r"resumable|futures_util|async_trait|btree|BTree"),
 ]
 
 

@@ -17,8 +17,9 @@ from collections import defaultdict
 NAMES = {
     "baseline": "bare hyper → file (`bench_baseline`)",
     "resumable": "resumable example server (SHA-256 on)",
-    "rustus": "rustus (crates.io)",
-    "tus-node": "@tus/server + @tus/file-store (Node)",
+    "rustus": "rustus 0.5 (crates.io), as it comes: no fsync",
+    "rustus-fsync": "rustus 0.5 with `--force-fsync true`",
+    "tus-node": "@tus/server + @tus/file-store (Node; no fsync)",
     "discard": "bare hyper, body discarded (ceiling)",
 }
 
@@ -94,7 +95,7 @@ def main():
         ("tus", f"tus: sequential PATCHes of {size_text(chunk or 0)}"),
     ]
     for pattern, label in patterns:
-        for target in ["baseline", "resumable", "rustus", "tus-node", "discard"]:
+        for target in ["baseline", "resumable", "rustus", "rustus-fsync", "tus-node", "discard"]:
             rs = list(by[(pattern, target)].values())
             if not rs:
                 continue
@@ -111,16 +112,26 @@ def main():
             else:
                 q = paired(pattern, target, "resumable")
                 ratio = f"resumable = {fmt(q, 2)}× this"
-                if target == "rustus":
+                if target in ("rustus", "rustus-fsync"):
                     target_text = f"resumable ≥ 2× rustus: {verdict(q >= 2 if q else None)}"
             rss = max(r.get("server_peak_rss_kib", 0) for r in rs) / 1024
             cpu = median([r["server_cpu_seconds"] / (r["bytes"] / (1 << 30)) for r in rs if "server_cpu_seconds" in r])
             p(f"| {label} | {NAMES.get(target, target)} | {span} | {ratio} | {fmt(rss, 1)} MiB | {fmt(cpu, 2)} | {target_text} |")
+            if pattern == "tus" and target == "resumable":
+                # The same runs without the last PATCH, which carries the assembly.
+                def early(r):
+                    return (r["bytes"] - r["chunk_size"]) / (r["upload_seconds"] - r["last_request_seconds"]) / 1e6
+                ys = [early(r) for r in rs]
+                base = by[("tus", "baseline")]
+                q = median([early(r) / base[r["round"]]["mb_s"] for r in rs if r["round"] in base])
+                p(f"| {label} | resumable, all but the last PATCH (no assembly) | {fmt(median(ys))} ({fmt(min(ys))}–{fmt(max(ys))}) | {fmt(q, 2)}× baseline | | | |")
     p("")
     p("REST MB/s is initiate + all chunk PUTs (no `complete`, timed below); the baseline has no")
     p("initiate. tus MB/s is creation + all PATCHes: tus has no separate complete, so the upload")
     p("server's assembly runs inside the last PATCH (below). Peak RSS is the largest VmHWM over the")
-    p("rounds (a fresh server per run); CPU is the server's user + system time per GiB uploaded.")
+    p("rounds (a fresh server per run); CPU is the server's user + system time per GiB uploaded")
+    p("(for the upload server's REST runs, `complete` included). The client runs on the same two")
+    p("cores as the server.")
     p("")
 
     p("## `complete`")
@@ -178,8 +189,10 @@ def main():
         p("## Throughput against chunk size")
         p("")
         series = defaultdict(dict)
+        totals = defaultdict(dict)
         for r in sweep:
             series[(r["pattern"], r["target"])][r["chunk_size"]] = r["mb_s"]
+            totals[(r["pattern"], r["target"])][r["chunk_size"]] = r["total_mb_s"]
         chunks = sorted({r["chunk_size"] for r in sweep})
         keys = [k for k in [("rest", "baseline"), ("rest", "resumable"), ("tus", "baseline"), ("tus", "resumable")] if k in series]
         p("| chunk | " + " | ".join(f"{pat} {tgt} MB/s" for pat, tgt in keys) + " | REST ratio | tus ratio |")
@@ -195,12 +208,16 @@ def main():
         p(f"One run per point ({size_text(sweep[0]['bytes'])} each). Plot: `benches/e2e/throughput-vs-chunk-size.png`.")
         p("")
         if args.plot:
-            plot(series, keys, args.plot, sweep[0]["bytes"])
+            note = ""
+            if args.machine:
+                facts = dict(line.split(": ", 1) for line in open(args.machine).read().splitlines() if ": " in line)
+                note = f"{facts.get('date', '')}, {facts.get('cpu', '')}, load average {facts.get('load average at start', '?').split()[0]} at start"
+            plot(series, totals, keys, args.plot, sweep[0]["bytes"], note)
 
     print("\n".join(out))
 
 
-def plot(series, keys, path, size):
+def plot(series, totals, keys, path, size, note):
     try:
         import matplotlib
 
@@ -220,11 +237,19 @@ def plot(series, keys, path, size):
         xs = sorted(series[k])
         color, line, label = style[k]
         ax.plot([mib(x) for x in xs], [series[k][x] for x in xs], line, color=color, marker="o", label=label)
+    if ("rest", "resumable") in totals:
+        xs = sorted(totals[("rest", "resumable")])
+        ax.plot([mib(x) for x in xs], [totals[("rest", "resumable")][x] for x in xs], ":", color="tab:blue",
+                marker="s", label="REST dialect, resumable, complete included")
     ax.set_xscale("log", base=2)
+    ticks = sorted({mib(x) for k in keys for x in series[k]})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
     ax.set_xlabel("chunk / PATCH size (MiB)")
     ax.set_ylabel("throughput (MB/s)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"Upload of {size_text(size)} over loopback (REST: 4 parallel PUTs; tus: sequential PATCH)", fontsize=9)
+    ax.set_title(f"Upload of {size_text(size)} over loopback (REST: 4 parallel PUTs; tus: sequential PATCH)"
+                 + (f"\n{note}" if note else ""), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

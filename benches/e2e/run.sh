@@ -15,8 +15,10 @@
 #   - hyper reading and discarding the same bodies (the loopback ceiling);
 #   - a plain copy of a SIZE file (`dd bs=1M conv=fsync`, read + write +
 #     fsync): what `complete` is compared with;
-#   - with PEERS=1, the tus pattern against rustus (crates.io) and
-#     @tus/server (npm), in the same rounds.
+#   - with PEERS=1, the tus pattern against rustus (crates.io) as it comes
+#     (no fsync), rustus with --force-fsync true (durable like the upload
+#     server and the baseline), and @tus/server with @tus/file-store (npm; it
+#     has no fsync option), in the same rounds.
 # Then, once each, the chunk-size sweep (SWEEP_CHUNKS, MiB) for the plot, and
 # with RSS_SIZE (e.g. 8GiB) one run of each dialect at that size to show
 # whether the server's peak RSS stays flat.
@@ -26,14 +28,14 @@
 #
 # Settings (environment):
 #   SIZE=1GiB ROUNDS=5 CHUNK=8MiB PARALLEL=4
-#   PEERS=0          1: also rustus and @tus/server (built/installed once, cached)
+#   PEERS=0          1: also rustus and @tus/server (built/installed once, cached
+#                    under PEERS_DIR=$HOME/.cache/resumable-peers and
+#                    benches/e2e/peers/node_modules)
 #   SWEEP=1          0: skip the chunk-size sweep and the plot
 #   SWEEP_CHUNKS="1 4 8 16 32"   SWEEP_SIZE=$SIZE
 #   RSS_SIZE=        e.g. 8GiB: the flatness check of the server's peak RSS
 #   BASELINE_IO=thread   (thread | tokio, see examples/bench_baseline.rs)
 #   BASELINE_FSYNC=1     0: the baseline answers without fsync
-#   PEER_FSYNC=0     1: rustus with --force-fsync true (by default neither peer
-#                    fsyncs; the upload server and the baseline do)
 #   BENCH_DIR=$HOME/.cache/resumable-bench   (data directories; the same
 #                    filesystem as $HOME, here ext4 on a virtio disk)
 #   RUN_TIMEOUT=900  seconds one upload may take
@@ -80,10 +82,7 @@ BENCH_DIR=${BENCH_DIR:-$HOME/.cache/resumable-bench}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
 PEERS_DIR=${PEERS_DIR:-$HOME/.cache/resumable-peers}
 VENV=${VENV:-$HOME/.cache/resumable-bench-venv}
-PEER_FSYNC=${PEER_FSYNC:-0}
 RUSTUS_VERSION=0.5.10
-rustus_fsync=()
-[ "$PEER_FSYNC" = 1 ] && rustus_fsync=(--force-fsync true)
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$BENCH_DIR" "$here/results"
@@ -166,12 +165,14 @@ start_server() {
       "$bin/bench_baseline" --addr 127.0.0.1:0 --data-dir "$data" --io discard > "$log" 2>&1 & ;;
     tus-node)
       node "$here/peers/tus-node-server.mjs" 0 "$data" > "$log" 2>&1 & ;;
-    rustus)
+    rustus | rustus-fsync)
+      local durable=()
+      [ "$kind" = rustus-fsync ] && durable=(--force-fsync true)
       port=$(free_port)
       # Its default body limit (256 KiB) would refuse the PATCHes; it reads
       # a whole body into memory, so the limit is the request size.
       "$rustus_bin" --host 127.0.0.1 --port "$port" --url /files --data-dir "$data" \
-        --info-dir "$data" --log-level WARN --max-body-size "$chunk" "${rustus_fsync[@]}" > "$log" 2>&1 & ;;
+        --info-dir "$data" --log-level WARN --max-body-size "$chunk" "${durable[@]}" > "$log" 2>&1 & ;;
     *) say "unknown server $kind"; return 1 ;;
   esac
   SRV_PID=$!
@@ -214,7 +215,7 @@ run_one() {
   shift 6
   n_run=$((n_run + 1))
   local data=$work/data.$n_run log=$work/server.$n_run.log server=$kind
-  case $kind in rustus | tus-node) server=peer ;; discard) server=baseline ;; esac
+  case $kind in rustus | rustus-fsync | tus-node) server=peer ;; discard) server=baseline ;; esac
   local load
   load=$(load1)
   start_server "$kind" "$data" "$log" "$chunk"
@@ -264,8 +265,8 @@ machine=$here/results/$stamp.machine
   echo "kernel: $(uname -r); $(rustc --version)"
   echo "data dir: $BENCH_DIR ($(findmnt -n -o FSTYPE,SOURCE,OPTIONS --target "$BENCH_DIR" 2> /dev/null || df -T "$BENCH_DIR" | tail -n 1))"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "settings: SIZE=$SIZE ROUNDS=$ROUNDS CHUNK=$CHUNK PARALLEL=$PARALLEL PEERS=$PEERS PEER_FSYNC=$PEER_FSYNC BASELINE_IO=$BASELINE_IO BASELINE_FSYNC=$BASELINE_FSYNC"
-  [ "$PEERS" = 1 ] && echo "peers: rustus ${rustus_bin:+$RUSTUS_VERSION}${rustus_bin:-unavailable}; @tus/server $([ "$node_ok" = 1 ] && node -p 'require("'"$here"'/peers/node_modules/@tus/server/package.json").version' || echo unavailable) on node $(node --version 2> /dev/null || echo -)"
+  echo "settings: SIZE=$SIZE ROUNDS=$ROUNDS CHUNK=$CHUNK PARALLEL=$PARALLEL PEERS=$PEERS BASELINE_IO=$BASELINE_IO BASELINE_FSYNC=$BASELINE_FSYNC"
+  [ "$PEERS" = 1 ] && echo "peers: rustus $([ -n "$rustus_bin" ] && echo "$RUSTUS_VERSION" || echo unavailable); @tus/server $([ "$node_ok" = 1 ] && node -p 'require("'"$here"'/peers/node_modules/@tus/server/package.json").version' || echo unavailable) on node $(node --version 2> /dev/null || echo -)"
 } > "$machine"
 cat "$machine" >&2
 
@@ -278,7 +279,10 @@ for r in $(seq 1 "$ROUNDS"); do
   run_one main "$r" resumable rest "$CHUNK" "$SIZE"
   run_one main "$r" baseline tus "$CHUNK" "$SIZE"
   run_one main "$r" resumable tus "$CHUNK" "$SIZE"
-  if [ -n "$rustus_bin" ]; then run_one main "$r" rustus tus "$CHUNK" "$SIZE" --tus-path /files/; fi
+  if [ -n "$rustus_bin" ]; then
+    run_one main "$r" rustus tus "$CHUNK" "$SIZE" --tus-path /files/
+    run_one main "$r" rustus-fsync tus "$CHUNK" "$SIZE" --tus-path /files/
+  fi
   if [ "$node_ok" = 1 ]; then run_one main "$r" tus-node tus "$CHUNK" "$SIZE"; fi
   run_one reverse "$r" resumable rest "$CHUNK" "$SIZE" --order reverse
   copy_once "$r"
