@@ -85,6 +85,11 @@ def main():
         return
     p(f"{size_text(size)} per upload, {len(rounds)} round(s), medians (min–max) over the rounds.")
     p("")
+    loads = [r["load1"] for r in runs if "load1" in r]
+    if loads and max(loads) > 1.0:
+        p(f"**Trial figures**: the load average (1 min) was {min(loads):.1f}–{max(loads):.1f} during the runs, so")
+        p("other work shared the two cores; compare the ratios within rounds, not the absolute figures.")
+        p("")
     p("## Throughput")
     p("")
     p("| pattern | server | MB/s | ratio | server peak RSS | server CPU s/GiB | target |")
@@ -131,7 +136,9 @@ def main():
     p("server's assembly runs inside the last PATCH (below). Peak RSS is the largest VmHWM over the")
     p("rounds (a fresh server per run); CPU is the server's user + system time per GiB uploaded")
     p("(for the upload server's REST runs, `complete` included). The client runs on the same two")
-    p("cores as the server.")
+    client = {pat: median([r["client_cpu_seconds"] / (r["bytes"] / (1 << 30)) for r in main_runs
+                           if r["pattern"] == pat and r.get("client_cpu_seconds") is not None]) for pat in ("rest", "tus")}
+    p(f"cores as the server; it used {fmt(client['rest'], 2)} s (REST) and {fmt(client['tus'], 2)} s (tus) of CPU per GiB.")
     p("")
 
     p("## `complete`")
