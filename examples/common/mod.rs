@@ -53,6 +53,13 @@ pub(crate) struct Args {
     /// Where bytes go: `fs` (under --data-dir) or `s3://bucket/prefix`.
     #[arg(long, default_value = "fs")]
     pub(crate) sink: String,
+    /// The largest file accepted, in bytes (larger ones are refused at
+    /// initiate with 413).
+    #[arg(long, default_value_t = 10 << 30)]
+    pub(crate) max_file_size: u64,
+    /// Open sessions an owner may hold at once (403 beyond; 0: no limit).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) max_open_sessions: u64,
 }
 
 impl Args {
@@ -83,6 +90,11 @@ impl Args {
         let sink = backends::sink(&self.sink, &self.data_dir).await?;
         let engine = Arc::new(
             Engine::builder(store, sink)
+                .policy(
+                    DefaultPolicy::new()
+                        .max_file_size(self.max_file_size)
+                        .max_open_sessions(Some(self.max_open_sessions).filter(|n| *n > 0)),
+                )
                 .chunk_size(self.chunk_size)
                 .session_timeout(Duration::from_secs(self.expiry))
                 .tombstone_retention(Duration::from_secs(self.tombstone_retention))
