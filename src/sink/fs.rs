@@ -61,7 +61,8 @@
 //!   append never lands on a chunk's bytes, being past the end of `data`.
 //! - Every in-place writer holds a lock of `data` (shared for chunks) while it
 //!   writes, and checks, once it has the lock, that `data` has not been
-//!   published or purged.
+//!   published or purged. A writer never waits for the lock: an attempt
+//!   that finds it held goes to `parts/`.
 //!
 //! # Finalize
 //! `finalize` takes the exclusive lock of `data` (so no in-place writer is at
@@ -400,8 +401,9 @@ struct InPlace {
 }
 
 /// Claims chunk `claim.index` and opens `data` for it; `None` if the chunk
-/// must go to `parts/` (claimed already, or an upload without `data`, or
-/// one that appends in place).
+/// must go to `parts/` (claimed already, an upload without `data`, one that
+/// appends in place, or `data` locked exclusively by a `finalize` or an
+/// append at work).
 fn claim_chunk(
     dir: &Path,
     claim: Claim,
@@ -415,8 +417,12 @@ fn claim_chunk(
         let Some(data) = open_data(dir)? else {
             return Ok(None);
         };
-        // Waits out a `finalize` at work; it then finds `data` published.
-        data.lock_shared().map_err(SinkError::from_io)?;
+        // Held exclusively by a `finalize` at work (or an append): aside.
+        match data.try_lock_shared() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(SinkError::from_io(e)),
+        }
         if !is_current(dir, &data)? {
             return Err(SinkError::NotFound);
         }
@@ -883,9 +889,9 @@ fn publish_data(
         }
         offset += source.len;
     }
-    if held != size {
-        data.set_len(size).map_err(SinkError::from_io)?;
-    }
+    // Also drops what a failed append left past the end, and blocks
+    // reserved past it.
+    data.set_len(size).map_err(SinkError::from_io)?;
     data.sync_all().map_err(SinkError::from_io)?;
     write_meta(&finished, &dir.join("blob.json"), dir)?;
     fs::hard_link(dir.join("data"), &blob).map_err(SinkError::from_io)?;

@@ -151,9 +151,9 @@ pub struct PartSpec {
 ///   backend's acknowledgement for object stores);
 /// - return an error, and reference nothing, when the body stream yields an
 ///   error; the body stream is the only source of truth for the length;
-/// - never change the bytes behind a [`PartRef`] once returned (unless
-///   [`SinkCapabilities::parts_keyed_by_index`]: then never assemble a
-///   superseded one);
+/// - never change the bytes behind a [`PartRef`] once returned, until it is
+///   discarded (unless [`SinkCapabilities::parts_keyed_by_index`]: then
+///   never assemble a superseded one);
 /// - refuse (`SinkError::NotFound`) a `put_part` for an upload that was
 ///   purged or finalized, and never re-create it: a late part can neither
 ///   alter a finished blob nor resurrect a purged upload;
@@ -168,8 +168,8 @@ pub struct PartSpec {
 /// - if [`SinkCapabilities::readable_parts`], make `read_part` stream
 ///   exactly the bytes acknowledged for that receipt's part, even after
 ///   another `put_part` of the same index stored a newer attempt elsewhere,
-///   until `finalize` or `purge`; otherwise make it fail with
-///   [`SinkError::Unsupported`];
+///   until `finalize`, `purge` or `discard_part` of that part; otherwise
+///   make it fail with [`SinkError::Unsupported`];
 /// - make `finalize` idempotent: called again after success it returns the
 ///   same [`FinishedBlob`]; and make concurrent `finalize` calls with the same
 ///   parts safe: each returns that same blob, and no reader ever sees a
@@ -177,8 +177,10 @@ pub struct PartSpec {
 /// - make `purge` idempotent, and leave nothing of the upload behind: no
 ///   part, temporary file, multipart upload or blob.
 ///
-/// Implementations MAY delete parts once `finalize` succeeded, and MAY keep
-/// unreferenced parts (a failed or superseded write) until `purge`.
+/// Implementations MAY delete parts once `finalize` succeeded, MAY keep
+/// unreferenced parts (a failed or superseded write) until `purge`, and MAY
+/// reuse the storage of a discarded part (its reference then names nothing:
+/// `read_part` and `finalize` of it fail).
 #[async_trait]
 pub trait BlobSink: Send + Sync + fmt::Debug {
     /// The sizes this sink takes.
