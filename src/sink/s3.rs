@@ -119,12 +119,12 @@ const PROBE_VALIDITY: Duration = Duration::from_secs(300);
 /// # Concurrency
 /// Parts come in any order from any process. Several `finalize` (or
 /// `concatenate`) calls of one upload at once are safe: the first completion
-/// wins; the others find the upload gone and the object there, hash it and
-/// write the same sidecar (a sidecar write is a whole-object `PUT`, so
-/// readers see all of it or none). A finalize that finds the upload gone
-/// checks that the object was assembled from the parts it was given (by
-/// S3's multipart ETag: the MD5 of the parts' ETags, then `-{count}`) when
-/// the store's ETags have that form. A `finalize` that ends after a `purge`
+/// wins; the others find the upload gone and the object there, hash it
+/// (unless the digest is known) and write the same sidecar (a sidecar write
+/// is a whole-object `PUT`, so readers see all of it or none). A finalize
+/// that finds the upload gone checks that the object was assembled from the
+/// parts it was given (by S3's multipart ETag: the MD5 of the parts' ETags,
+/// then `-{count}`) when the store's ETags have that form. A `finalize` that ends after a `purge`
 /// removes the sidecar it wrote and fails with [`SinkError::NotFound`].
 ///
 /// A `put_part` or `CompleteMultipartUpload` for an upload that was
