@@ -1,15 +1,24 @@
 //! Chunk assembly: what `FsSink::finalize` costs for a 256 MiB upload.
 //!
-//! Group `assembly_256MiB`, both functions on the same 256 MiB of
+//! Group `assembly_256MiB`, every function on the same 256 MiB of
 //! pseudo-random bytes, in one temporary directory under the default temp
-//! dir:
+//! dir. Before each timed `finalize`, untimed, an upload is begun with its
+//! size (so the sink reserves its blocks) and its 32 parts of 8 MiB are put
+//! (and fsynced) through `FsSink::put_part`, in a shuffled order, each body
+//! in 64 KiB items as the engine hands it over; after it, the upload is
+//! purged, untimed.
 //!
-//! - `fs_sink_finalize`: the upload is 32 parts of 8 MiB, stored (and
-//!   fsynced) through `FsSink::put_part` before each iteration, untimed.
-//!   Only `finalize` is timed: it copies the parts in order into one file,
-//!   computes the SHA-256 of the whole file on the way (checked against the
-//!   expected digest), fsyncs, publishes the blob and removes the parts. The
-//!   upload is purged afterwards, untimed.
+//! - `fs_sink_finalize_in_place_compute`: the parts were written in place
+//!   into the upload's data file. `finalize` with `BlobDigest::Compute` and
+//!   the expected digest: it reads the data file once to hash it, checks the
+//!   digest, fsyncs, publishes the data file as the blob (a link, no copy)
+//!   and removes the claims.
+//! - `fs_sink_finalize_in_place_known`: the same with `BlobDigest::Known`
+//!   (the caller hashed the parts already): nothing is read.
+//! - `fs_sink_finalize_by_copy`: the upload's directory is made as an older
+//!   version of the sink made it (no data file), so every part is a file of
+//!   its own and `finalize` copies them in order into one file, hashing on
+//!   the way, as every `finalize` did before parts were written in place.
 //! - `plain_copy` (baseline): `std::fs::copy` of one 256 MiB file holding the
 //!   same bytes, followed by an fsync of the copy so that both functions end
 //!   with the bytes durable. No hashing. On Linux `std::fs::copy` uses
@@ -19,12 +28,16 @@
 //!   with a `discard` mount, a removal left uncommitted would be paid by the
 //!   next timed fsync.
 //!
-//! The sources of both are in the page cache when the copy starts (the parts
-//! and the baseline's source are written and fsynced just before), so the
+//! The sources are in the page cache when the timing starts (the parts and
+//! the baseline's source are written and fsynced just before), so the
 //! figures compare the copy, the hashing and the final fsync, not cold reads.
 //!
 //! Throughput is reported in bytes of the assembled file. Sampling is flat
-//! with 10 samples, so a run is a few dozen assemblies.
+//! with 10 samples. `fs_sink_finalize_in_place_known` takes milliseconds
+//! while staging its upload takes a few hundred, so it is measured with a
+//! short warm-up and measurement time (about one iteration per sample;
+//! criterion says it cannot complete the samples in that time, which is
+//! expected).
 
 use std::fs::{self, File, OpenOptions};
 use std::hint::black_box;
@@ -36,7 +49,7 @@ use bytes::Bytes;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use resumable::ledger::PartReceipt;
-use resumable::sink::{BlobSink, ByteStream, FsSink, PartSpec, UploadHandle};
+use resumable::sink::{BlobDigest, BlobSink, ByteStream, FsSink, PartSpec, UploadHandle};
 use resumable::{SessionId, Sha256Digest};
 
 /// One part (the engine's default chunk size).
@@ -83,15 +96,37 @@ fn body(part: Bytes) -> ByteStream {
     futures::stream::iter(pieces.into_iter().map(Ok)).boxed()
 }
 
-/// Begins an upload and stores all its parts, returning what `finalize`
-/// takes.
-async fn stage(sink: &FsSink, upload: &Upload) -> (UploadHandle, Vec<PartReceipt>) {
+/// How the upload's directory is laid out before its parts are put.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// As `begin` makes it: parts are written in place.
+    Current,
+    /// As an older version of the sink made it: only `parts/`, so every part
+    /// is a file of its own.
+    PartFiles,
+}
+
+/// Begins an upload and stores all its parts in a shuffled order, returning
+/// what `finalize` takes.
+async fn stage(
+    sink: &FsSink,
+    root: &Path,
+    upload: &Upload,
+    layout: Layout,
+) -> (UploadHandle, Vec<PartReceipt>) {
     let handle = sink
         .begin(&SessionId::random(), Some(TOTAL as u64))
         .await
         .expect("begin");
+    if let Layout::PartFiles = layout {
+        let dir = root.join("uploads").join(handle.as_str());
+        fs::remove_file(dir.join("data")).expect("remove data");
+        fs::remove_dir(dir.join("claims")).expect("remove claims");
+    }
+    let mut order: Vec<usize> = (0..PARTS).collect();
+    fastrand::Rng::with_seed(0x0DD).shuffle(&mut order);
     let mut receipts = Vec::with_capacity(PARTS);
-    for index in 0..PARTS {
+    for index in order {
         let spec = PartSpec {
             index: index as u64,
             offset: (index * PART) as u64,
@@ -108,7 +143,48 @@ async fn stage(sink: &FsSink, upload: &Upload) -> (UploadHandle, Vec<PartReceipt
             part,
         });
     }
+    receipts.sort_by_key(|r| r.offset);
+    let in_place = receipts
+        .iter()
+        .filter(|r| r.part.as_str().ends_with(".inplace"))
+        .count();
+    let want = match layout {
+        Layout::Current => PARTS,
+        Layout::PartFiles => 0,
+    };
+    assert_eq!(in_place, want, "parts written in place");
     (handle, receipts)
+}
+
+/// Times `finalize` of freshly staged uploads, `iters` times.
+async fn time_finalize(
+    sink: &FsSink,
+    root: &Path,
+    upload: &Upload,
+    layout: Layout,
+    digest: BlobDigest,
+    iters: u64,
+) -> Duration {
+    let mut timed = Duration::ZERO;
+    for _ in 0..iters {
+        let (handle, parts) = stage(sink, root, upload, layout).await;
+        let start = Instant::now();
+        let blob = sink
+            .finalize(&handle, &parts, digest)
+            .await
+            .expect("finalize");
+        timed += start.elapsed();
+        assert_eq!(
+            (blob.size, blob.sha256),
+            (TOTAL as u64, upload.whole),
+            "finalize assembled the wrong bytes"
+        );
+        let published = fs::metadata(sink.blob_path(&handle).expect("blob path"))
+            .expect("the blob is published");
+        assert_eq!(published.len(), TOTAL as u64);
+        sink.purge(&handle).await.expect("purge");
+    }
+    timed
 }
 
 fn write_synced(path: &Path, data: &[u8]) {
@@ -136,28 +212,45 @@ fn assembly(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Bytes(TOTAL as u64));
 
-    let (sink_ref, upload_ref) = (&sink, &upload);
-    group.bench_function("fs_sink_finalize", |b| {
-        b.to_async(&runtime).iter_custom(|iters| async move {
-            let mut timed = Duration::ZERO;
-            for _ in 0..iters {
-                let (handle, parts) = stage(sink_ref, upload_ref).await;
-                let start = Instant::now();
-                let blob = sink_ref
-                    .finalize(&handle, &parts, Some(upload_ref.whole))
-                    .await
-                    .expect("finalize");
-                timed += start.elapsed();
-                assert_eq!(
-                    (blob.size, blob.sha256),
-                    (TOTAL as u64, upload_ref.whole),
-                    "finalize assembled the wrong bytes"
-                );
-                sink_ref.purge(&handle).await.expect("purge");
-            }
-            timed
+    let root = dir.path().join("sink");
+    let (sink_ref, upload_ref, root_ref) = (&sink, &upload, root.as_path());
+    let compute = BlobDigest::Compute {
+        expected: Some(upload.whole),
+    };
+    let runs = [
+        (
+            "fs_sink_finalize_in_place_compute",
+            Layout::Current,
+            compute,
+        ),
+        ("fs_sink_finalize_by_copy", Layout::PartFiles, compute),
+    ];
+    for (name, layout, digest) in runs {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                time_finalize(sink_ref, root_ref, upload_ref, layout, digest, iters)
+            });
+        });
+    }
+    group
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_millis(20));
+    let known = BlobDigest::Known(upload.whole);
+    group.bench_function("fs_sink_finalize_in_place_known", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            time_finalize(
+                sink_ref,
+                root_ref,
+                upload_ref,
+                Layout::Current,
+                known,
+                iters,
+            )
         });
     });
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
 
     let (target, dir_path) = (dir.path().join("copy.bin"), dir.path());
     group.bench_function("plain_copy", |b| {

@@ -440,6 +440,11 @@ pub enum SinkError {
     /// Any other backend failure.
     #[error("sink failure: {0}")]
     Backend(#[source] BoxError),
+    /// The sink cannot do what was asked (it names the operation), such as
+    /// reading a part back before `finalize` on a backend that keeps no
+    /// readable parts.
+    #[error("the sink does not support {0}")]
+    Unsupported(&'static str),
 }
 
 impl SinkError {
@@ -450,7 +455,9 @@ impl SinkError {
             SinkError::DigestMismatch { .. } => ErrorKind::Unprocessable,
             SinkError::Body(_) => ErrorKind::BadRequest,
             SinkError::StorageFull | SinkError::Unavailable(_) => ErrorKind::Unavailable,
-            SinkError::Io(_) | SinkError::Backend(_) => ErrorKind::Internal,
+            SinkError::Io(_) | SinkError::Backend(_) | SinkError::Unsupported(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 

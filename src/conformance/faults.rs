@@ -65,7 +65,9 @@ use crate::digest::Sha256Digest;
 use crate::error::{SinkError, StoreError};
 use crate::ledger::{PartReceipt, PartRef};
 use crate::session::{Owner, Session, SessionId};
-use crate::sink::{BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle};
+use crate::sink::{
+    BlobDigest, BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle,
+};
 use crate::store::{SessionStore, Version, Versioned};
 
 /// An operation of [`SessionStore`], as a script names it.
@@ -96,6 +98,8 @@ pub enum SinkOp {
     DiscardPart,
     /// [`BlobSink::finalize`].
     Finalize,
+    /// [`BlobSink::read_part`].
+    ReadPart,
     /// [`BlobSink::concatenate`].
     Concatenate,
     /// [`BlobSink::read`].
@@ -738,10 +742,19 @@ impl<K: BlobSink> BlobSink for FaultySink<K> {
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError> {
-        let forward = self.inner.finalize(upload, parts, expected);
+        let forward = self.inner.finalize(upload, parts, digest);
         self.call(SinkOp::Finalize, forward).await
+    }
+
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError> {
+        let forward = self.inner.read_part(upload, part);
+        self.call(SinkOp::ReadPart, forward).await
     }
 
     async fn concatenate(

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::oneshot;
 
 use super::join;
@@ -21,7 +22,7 @@ use crate::digest::Sha256Digest;
 use crate::error::SinkError;
 use crate::ledger::PartReceipt;
 use crate::session::SessionId;
-use crate::sink::{BlobSink, ByteStream, FinishedBlob, PartSpec, UploadHandle};
+use crate::sink::{BlobDigest, BlobSink, ByteStream, FinishedBlob, PartSpec, UploadHandle};
 
 /// The part size the suite asks for, within the sink's bounds.
 const PREFERRED_PART: u64 = 3001;
@@ -43,6 +44,8 @@ pub async fn run_all(sink: Arc<dyn BlobSink>) {
     failing_body_is_an_error(&*sink).await;
     digest_mismatch_publishes_nothing(&*sink).await;
     finalize_is_idempotent(&*sink).await;
+    known_digest_is_published_as_given(&*sink).await;
+    read_part_returns_the_acknowledged_bytes(&*sink).await;
     concurrent_finalize_agrees(sink.clone()).await;
     late_part_after_finalize_is_refused(sink.clone()).await;
     late_part_after_purge_is_refused(sink.clone()).await;
@@ -181,7 +184,9 @@ pub async fn retried_parts_supersede_by_index(sink: &dyn BlobSink) {
         "a part put again with other bytes must get a new reference"
     );
     assert!(
-        sink.finalize(&up.handle, &receipts, None).await.is_err(),
+        sink.finalize(&up.handle, &receipts, compute(None))
+            .await
+            .is_err(),
         "finalize must refuse a superseded part"
     );
     receipts[0] = retry;
@@ -245,7 +250,10 @@ pub async fn digest_mismatch_publishes_nothing(sink: &dyn BlobSink) {
         let receipts = up.put_all(sink).await;
         let actual = up.finished().sha256;
         for _ in 0..2 {
-            match sink.finalize(&up.handle, &receipts, Some(wrong)).await {
+            match sink
+                .finalize(&up.handle, &receipts, compute(Some(wrong)))
+                .await
+            {
                 Err(SinkError::DigestMismatch {
                     expected: e,
                     actual: a,
@@ -290,6 +298,140 @@ pub async fn finalize_is_idempotent(sink: &dyn BlobSink) {
     purge_ok(sink, &up.handle).await;
 }
 
+/// `finalize` with [`BlobDigest::Known`] publishes the blob with exactly the
+/// digest given, without reading the data to check it: given a digest the
+/// data does not have, the [`FinishedBlob`] carries that digest and the
+/// data's size, `read` returns the data, and `finalize` again returns the
+/// same blob.
+pub async fn known_digest_is_published_as_given(sink: &dyn BlobSink) {
+    let up = Upload::begin(sink, 3, 15).await;
+    let receipts = up.put_all(sink).await;
+    let given = Sha256Digest::of(b"a digest the caller vouches for");
+    let blob = ok(
+        sink.finalize(&up.handle, &receipts, BlobDigest::Known(given))
+            .await,
+        "finalize with a known digest",
+    );
+    assert_eq!(
+        blob,
+        FinishedBlob {
+            size: up.data.len() as u64,
+            sha256: given,
+        },
+        "finalize with a known digest must publish that digest (without reading the data to \
+         check it) and the data's size"
+    );
+    assert_read(sink, &up.handle, &up.data, "read after a known digest").await;
+    for digest in [BlobDigest::Known(given), compute(None)] {
+        assert_eq!(
+            ok(
+                sink.finalize(&up.handle, &receipts, digest).await,
+                "finalize again after a known digest",
+            ),
+            blob,
+            "finalize again after a known digest must return the same blob"
+        );
+    }
+    purge_ok(sink, &up.handle).await;
+}
+
+/// With [`SinkCapabilities::readable_parts`](crate::sink::SinkCapabilities):
+/// `read_part` streams exactly the acknowledged bytes of each receipt, parts
+/// put in any order, and still those of the first attempt at a part once
+/// another attempt of the same index stored other bytes (unless parts are
+/// keyed by index); the digest of those bytes, in order, given as
+/// [`BlobDigest::Known`], publishes the data; after `purge` it fails with
+/// [`SinkError::NotFound`]. Without the capability it fails with
+/// [`SinkError::Unsupported`].
+pub async fn read_part_returns_the_acknowledged_bytes(sink: &dyn BlobSink) {
+    let caps = sink.capabilities();
+    let up = Upload::begin(sink, 4, 16).await;
+    if !caps.readable_parts {
+        let receipts = up.put_all(sink).await;
+        match sink.read_part(&up.handle, &receipts[0]).await {
+            Err(SinkError::Unsupported(_)) => {}
+            Err(e) => panic!(
+                "read_part of a sink without readable_parts must fail with Unsupported, got {e:?}"
+            ),
+            Ok(_) => panic!(
+                "read_part of a sink without readable_parts must fail with Unsupported, it \
+                 succeeded"
+            ),
+        }
+        purge_ok(sink, &up.handle).await;
+        return;
+    }
+    let ranges = up.ranges();
+    let mut receipts = Vec::with_capacity(ranges.len());
+    for (index, range) in ranges.iter().enumerate().rev() {
+        let bytes = &up.data[usize_range(range)];
+        receipts.push(put_ok(sink, &up.handle, index as u64, range.start, bytes).await);
+    }
+    receipts.reverse();
+    for (receipt, range) in receipts.iter().zip(&ranges) {
+        assert_part(
+            sink,
+            &up.handle,
+            receipt,
+            &up.data[usize_range(range)],
+            "read_part of a part put out of order",
+        )
+        .await;
+    }
+    if !caps.parts_keyed_by_index {
+        let other = pattern(receipts[0].len as usize, 41);
+        let retry = put_ok(sink, &up.handle, 0, 0, &other).await;
+        assert_part(
+            sink,
+            &up.handle,
+            &receipts[0],
+            &up.data[usize_range(&ranges[0])],
+            "read_part of a part once the same index was put again with other bytes",
+        )
+        .await;
+        assert_part(
+            sink,
+            &up.handle,
+            &retry,
+            &other,
+            "read_part of a part that replaces an earlier attempt",
+        )
+        .await;
+    }
+    let mut hasher = Sha256::new();
+    for receipt in &receipts {
+        let mut stream = ok(
+            sink.read_part(&up.handle, receipt).await,
+            "read_part to hash",
+        );
+        while let Some(item) = stream.next().await {
+            hasher.update(
+                item.unwrap_or_else(|e| panic!("read_part to hash: the stream failed: {e}")),
+            );
+        }
+    }
+    let blob = ok(
+        sink.finalize(
+            &up.handle,
+            &receipts,
+            BlobDigest::Known(Sha256Digest::from_hasher(hasher)),
+        )
+        .await,
+        "finalize with the digest of the parts read back",
+    );
+    assert_eq!(
+        blob,
+        up.finished(),
+        "the parts read back must hash to the data's SHA-256"
+    );
+    assert_read(sink, &up.handle, &up.data, "read after parts read back").await;
+    purge_ok(sink, &up.handle).await;
+    expect_not_found(
+        sink.read_part(&up.handle, &receipts[0]).await,
+        "read_part after purge",
+    );
+}
+
 /// Several `finalize` calls of one upload at once (a finalizer whose lease
 /// another took over) are safe: every call succeeds and reports the data's
 /// size and SHA-256, and the blob read back is whole.
@@ -299,7 +441,7 @@ pub async fn concurrent_finalize_agrees(sink: Arc<dyn BlobSink>) {
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let (sink, handle, receipts) = (sink.clone(), up.handle.clone(), receipts.clone());
-            tokio::spawn(async move { sink.finalize(&handle, &receipts, None).await })
+            tokio::spawn(async move { sink.finalize(&handle, &receipts, compute(None)).await })
         })
         .collect();
     for task in tasks {
@@ -379,11 +521,11 @@ pub async fn late_part_after_purge_is_refused(sink: Arc<dyn BlobSink>) {
         "read after late parts of a purged upload",
     );
     expect_not_found(
-        sink.finalize(&up.handle, &[], None).await,
+        sink.finalize(&up.handle, &[], compute(None)).await,
         "finalize (of no parts) after late parts of a purged upload",
     );
     expect_not_found(
-        sink.finalize(&up.handle, &receipts, None).await,
+        sink.finalize(&up.handle, &receipts, compute(None)).await,
         "finalize after late parts of a purged upload",
     );
     purge_ok(&*sink, &up.handle).await;
@@ -404,7 +546,7 @@ pub async fn purge_is_idempotent(sink: &dyn BlobSink) {
         }
         expect_not_found(sink.read(&up.handle).await, "read after purge");
         expect_not_found(
-            sink.finalize(&up.handle, &[], None).await,
+            sink.finalize(&up.handle, &[], compute(None)).await,
             "finalize after purge",
         );
     }
@@ -767,23 +909,48 @@ async fn finalize_ok(
     parts: &[PartReceipt],
     expected: Option<Sha256Digest>,
 ) -> FinishedBlob {
-    ok(sink.finalize(handle, parts, expected).await, "finalize")
+    ok(
+        sink.finalize(handle, parts, compute(expected)).await,
+        "finalize",
+    )
+}
+
+/// The digest argument of a `finalize` that computes the digest.
+fn compute(expected: Option<Sha256Digest>) -> BlobDigest {
+    BlobDigest::Compute { expected }
 }
 
 async fn purge_ok(sink: &dyn BlobSink, handle: &UploadHandle) {
     ok(sink.purge(handle).await, "purge");
 }
 
+/// Reads one part back and compares it with `data`.
+async fn assert_part(
+    sink: &dyn BlobSink,
+    handle: &UploadHandle,
+    receipt: &PartReceipt,
+    data: &[u8],
+    what: &str,
+) {
+    let stream = ok(sink.read_part(handle, receipt).await, what);
+    assert_bytes(stream, data, what).await;
+}
+
 /// Reads the finished blob back and compares it with `data`.
 async fn assert_read(sink: &dyn BlobSink, handle: &UploadHandle, data: &[u8], what: &str) {
-    let mut stream = ok(sink.read(handle).await, what);
+    let stream = ok(sink.read(handle).await, what);
+    assert_bytes(stream, data, what).await;
+}
+
+/// Collects `stream` and compares it with `data`.
+async fn assert_bytes(mut stream: ByteStream, data: &[u8], what: &str) {
     let mut read = Vec::new();
     while let Some(item) = stream.next().await {
         read.extend_from_slice(&item.unwrap_or_else(|e| panic!("{what}: the stream failed: {e}")));
     }
     assert!(
         read == data,
-        "{what} must return the blob's bytes: got {} bytes (SHA-256 {}), expected {} (SHA-256 {})",
+        "{what} must return exactly the bytes stored: got {} bytes (SHA-256 {}), expected {} (SHA-256 {})",
         read.len(),
         Sha256Digest::of(&read),
         data.len(),

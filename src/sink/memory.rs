@@ -7,9 +7,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use sha2::{Digest as _, Sha256};
 
-use super::{BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle};
+use super::{
+    BlobDigest, BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle,
+};
 use crate::digest::Sha256Digest;
 use crate::error::SinkError;
 use crate::ledger::{PartReceipt, PartRef};
@@ -62,22 +63,25 @@ impl MemorySink {
     }
 }
 
-/// Joins `pieces` into `upload`'s blob, unless `expected` does not match.
+/// Joins `pieces` into `upload`'s blob, hashing them unless the digest is
+/// known, and unless an expected digest does not match.
 fn publish(
     uploads: &mut HashMap<String, Upload>,
     upload: &UploadHandle,
     pieces: &[Bytes],
-    expected: Option<Sha256Digest>,
+    digest: BlobDigest,
 ) -> Result<FinishedBlob, SinkError> {
     let mut data = BytesMut::new();
-    let mut hasher = Sha256::new();
     for piece in pieces {
-        hasher.update(piece);
         data.extend_from_slice(piece);
     }
+    let (sha256, expected) = match digest {
+        BlobDigest::Known(known) => (known, None),
+        BlobDigest::Compute { expected } => (Sha256Digest::of(&data), expected),
+    };
     let finished = FinishedBlob {
         size: data.len() as u64,
-        sha256: Sha256Digest::from_hasher(hasher),
+        sha256,
     };
     if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
         return Err(SinkError::DigestMismatch {
@@ -138,7 +142,7 @@ impl BlobSink for MemorySink {
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError> {
         let mut uploads = self.uploads();
         let up = uploads.get(upload.as_str()).ok_or(SinkError::NotFound)?;
@@ -155,7 +159,26 @@ impl BlobSink for MemorySink {
             }
             pieces.push(bytes.clone());
         }
-        publish(&mut uploads, upload, &pieces, expected)
+        publish(&mut uploads, upload, &pieces, digest)
+    }
+
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError> {
+        let uploads = self.uploads();
+        let up = uploads.get(upload.as_str()).ok_or(SinkError::NotFound)?;
+        let bytes = up
+            .parts
+            .get(part.part.as_str())
+            .ok_or(SinkError::NotFound)?;
+        if bytes.len() as u64 != part.len {
+            return Err(SinkError::Backend(
+                "a part does not match its receipt".into(),
+            ));
+        }
+        Ok(futures::stream::iter([Ok(bytes.clone())]).boxed())
     }
 
     async fn concatenate(
@@ -178,7 +201,12 @@ impl BlobSink for MemorySink {
                     .ok_or(SinkError::NotFound)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        publish(&mut uploads, upload, &pieces, expected)
+        publish(
+            &mut uploads,
+            upload,
+            &pieces,
+            BlobDigest::Compute { expected },
+        )
     }
 
     async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError> {

@@ -65,7 +65,23 @@ pub struct FinishedBlob {
     pub sha256: Sha256Digest,
 }
 
-/// What sizes of parts and blobs a sink can take, and two behaviours some
+/// How [`BlobSink::finalize`] learns the blob's SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobDigest {
+    /// The sink computes it while it assembles or reads the data once;
+    /// if `expected` is given and differs, nothing is published
+    /// ([`SinkError::DigestMismatch`]).
+    Compute {
+        /// The digest the blob must have, if one is known.
+        expected: Option<Sha256Digest>,
+    },
+    /// The caller already hashed exactly these parts' bytes, in order:
+    /// the sink records this digest without reading the data.
+    Known(Sha256Digest),
+}
+
+/// What sizes of parts and blobs a sink can take, and the behaviours some
 /// backends cannot avoid. The engine picks every session's chunk size within
 /// the bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +105,18 @@ pub struct SinkCapabilities {
     /// parts when it assembles them), the engine ends the upload instead of
     /// reopening it.
     pub keeps_parts_on_digest_mismatch: bool,
+    /// [`BlobSink::read_part`] streams back a stored part before `finalize`
+    /// (a caller can then hash parts that arrived out of order and hand
+    /// `finalize` a [`BlobDigest::Known`]). Where it cannot (S3 offers no
+    /// read of a part of an unfinished multipart upload), `read_part`
+    /// answers [`SinkError::Unsupported`].
+    pub readable_parts: bool,
 }
 
 impl SinkCapabilities {
     /// No limits worth speaking of: parts of any size from 1 byte, each
-    /// attempt kept apart, repairable after a digest mismatch.
+    /// attempt kept apart, repairable after a digest mismatch, readable
+    /// before `finalize`.
     pub const UNLIMITED: SinkCapabilities = SinkCapabilities {
         min_part_size: 1,
         max_part_size: u64::MAX,
@@ -101,6 +124,7 @@ impl SinkCapabilities {
         max_blob_size: u64::MAX,
         parts_keyed_by_index: false,
         keeps_parts_on_digest_mismatch: true,
+        readable_parts: true,
     };
 }
 
@@ -127,16 +151,25 @@ pub struct PartSpec {
 ///   backend's acknowledgement for object stores);
 /// - return an error, and reference nothing, when the body stream yields an
 ///   error; the body stream is the only source of truth for the length;
-/// - never change the bytes behind a [`PartRef`] once returned (unless
-///   [`SinkCapabilities::parts_keyed_by_index`]: then never assemble a
-///   superseded one);
+/// - never change the bytes behind a [`PartRef`] once returned, until it is
+///   discarded (unless [`SinkCapabilities::parts_keyed_by_index`]: then
+///   never assemble a superseded one);
 /// - refuse (`SinkError::NotFound`) a `put_part` for an upload that was
 ///   purged or finalized, and never re-create it: a late part can neither
 ///   alter a finished blob nor resurrect a purged upload;
-/// - make `finalize` assemble exactly the parts given, in order, compute the
-///   blob's SHA-256, and publish nothing if an expected digest does not match
-///   (and, if [`SinkCapabilities::keeps_parts_on_digest_mismatch`], keep the
-///   parts, so the upload can be repaired and completed again);
+/// - make `finalize` assemble exactly the parts given, in order; with
+///   [`BlobDigest::Compute`], compute the blob's SHA-256 and publish nothing
+///   if an expected digest does not match (and, if
+///   [`SinkCapabilities::keeps_parts_on_digest_mismatch`], keep the parts,
+///   so the upload can be repaired and completed again); with
+///   [`BlobDigest::Known`], publish the blob with exactly that digest,
+///   without reading the data to hash or check it (a sink that must copy
+///   the parts to assemble them still reads them for the copy);
+/// - if [`SinkCapabilities::readable_parts`], make `read_part` stream
+///   exactly the bytes acknowledged for that receipt's part, even after
+///   another `put_part` of the same index stored a newer attempt elsewhere,
+///   until `finalize`, `purge` or `discard_part` of that part; otherwise
+///   make it fail with [`SinkError::Unsupported`];
 /// - make `finalize` idempotent: called again after success it returns the
 ///   same [`FinishedBlob`]; and make concurrent `finalize` calls with the same
 ///   parts safe: each returns that same blob, and no reader ever sees a
@@ -144,8 +177,10 @@ pub struct PartSpec {
 /// - make `purge` idempotent, and leave nothing of the upload behind: no
 ///   part, temporary file, multipart upload or blob.
 ///
-/// Implementations MAY delete parts once `finalize` succeeded, and MAY keep
-/// unreferenced parts (a failed or superseded write) until `purge`.
+/// Implementations MAY delete parts once `finalize` succeeded, MAY keep
+/// unreferenced parts (a failed or superseded write) until `purge`, and MAY
+/// reuse the storage of a discarded part (its reference then names nothing:
+/// `read_part` and `finalize` of it fail).
 #[async_trait]
 pub trait BlobSink: Send + Sync + fmt::Debug {
     /// The sizes this sink takes.
@@ -167,13 +202,23 @@ pub trait BlobSink: Send + Sync + fmt::Debug {
     /// a part that is already gone succeeds.
     async fn discard_part(&self, upload: &UploadHandle, part: &PartRef) -> Result<(), SinkError>;
 
-    /// Assembles `parts` (in file order, gap-free from byte 0) into the blob.
+    /// Assembles `parts` (in file order, gap-free from byte 0) into the blob,
+    /// whose SHA-256 `digest` says how to learn.
     async fn finalize(
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError>;
+
+    /// Streams back the bytes of one stored part, as acknowledged (for
+    /// hashing parts that arrived out of order). Sinks that cannot read
+    /// parts before `finalize` return [`SinkError::Unsupported`].
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError>;
 
     /// Publishes as `upload`'s blob the finished blobs of `sources`, in
     /// order, copied within the storage (never through the client). As for
@@ -216,9 +261,16 @@ impl<T: BlobSink + ?Sized> BlobSink for std::sync::Arc<T> {
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError> {
-        (**self).finalize(upload, parts, expected).await
+        (**self).finalize(upload, parts, digest).await
+    }
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError> {
+        (**self).read_part(upload, part).await
     }
     async fn concatenate(
         &self,

@@ -24,7 +24,9 @@ use object_store::signer::{SignedUrlOptions, Signer};
 use object_store::{ClientOptions, ObjectStoreExt, PutPayload};
 use sha2::{Digest as _, Sha256};
 
-use super::{BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle};
+use super::{
+    BlobDigest, BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle,
+};
 use crate::digest::Sha256Digest;
 use crate::error::SinkError;
 use crate::ledger::{PartReceipt, PartRef};
@@ -94,18 +96,22 @@ const PROBE_VALIDITY: Duration = Duration::from_secs(300);
 /// - `finalize`: refuses (before asking S3) a part list that is out of order,
 ///   not contiguous, or has a part other than the last below 5 MiB
 ///   (S3's `EntityTooSmall`); then `CompleteMultipartUpload` with the parts
-///   in ledger order, then streams the object back once to compute its
-///   SHA-256 (S3 keeps no SHA-256 of a multipart object: its checksums of
-///   multipart objects are checksums of the parts' checksums), checks the
-///   expected digest, and writes the sidecar. An upload of no parts completes
-///   with one empty part.
+///   in ledger order, then, with [`BlobDigest::Compute`], streams the object
+///   back once to compute its SHA-256 (S3 keeps no SHA-256 of a multipart
+///   object: its checksums of multipart objects are checksums of the parts'
+///   checksums) and checks the expected digest; with [`BlobDigest::Known`]
+///   it reads nothing back. Then it writes the sidecar. An upload of no
+///   parts completes with one empty part.
+/// - `read_part`: [`SinkError::Unsupported`]: S3 cannot read a part of an
+///   unfinished multipart upload
+///   ([`readable_parts`](SinkCapabilities::readable_parts) is `false`).
 /// - `concatenate`: S3's `UploadPartCopy` is not in object_store, so the
 ///   sources' blobs are streamed through this process into parts of the
 ///   target's multipart upload, each of the same size (5 MiB, or more when
 ///   the total needs more than 10,000 parts) but the last, buffering at most
 ///   one part. The SHA-256 is computed on the way, so a wrong expected digest
 ///   is found *before* completing: nothing is published and the upload stays
-///   open. The sources are read once.
+///   open. The sources are read once, and the object is not read back.
 /// - `read`: checks the sidecar, then streams a `GET` of the object.
 /// - `purge`: `AbortMultipartUpload` (an upload already gone is fine), then
 ///   deletes the object and the sidecar. Idempotent.
@@ -113,12 +119,12 @@ const PROBE_VALIDITY: Duration = Duration::from_secs(300);
 /// # Concurrency
 /// Parts come in any order from any process. Several `finalize` (or
 /// `concatenate`) calls of one upload at once are safe: the first completion
-/// wins; the others find the upload gone and the object there, hash it and
-/// write the same sidecar (a sidecar write is a whole-object `PUT`, so
-/// readers see all of it or none). A finalize that finds the upload gone
-/// checks that the object was assembled from the parts it was given (by
-/// S3's multipart ETag: the MD5 of the parts' ETags, then `-{count}`) when
-/// the store's ETags have that form. A `finalize` that ends after a `purge`
+/// wins; the others find the upload gone and the object there, hash it
+/// (unless the digest is known) and write the same sidecar (a sidecar write
+/// is a whole-object `PUT`, so readers see all of it or none). A finalize
+/// that finds the upload gone checks that the object was assembled from the
+/// parts it was given (by S3's multipart ETag: the MD5 of the parts' ETags,
+/// then `-{count}`) when the store's ETags have that form. A `finalize` that ends after a `purge`
 /// removes the sidecar it wrote and fails with [`SinkError::NotFound`].
 ///
 /// A `put_part` or `CompleteMultipartUpload` for an upload that was
@@ -224,6 +230,7 @@ impl S3Sink {
         max_blob_size: MAX_BLOB,
         parts_keyed_by_index: true,
         keeps_parts_on_digest_mismatch: false,
+        readable_parts: false,
     };
 
     /// A sink that keeps its objects under `prefix` (may be empty) in the
@@ -369,13 +376,14 @@ impl S3Sink {
         }
     }
 
-    /// Publishes the completed object of `up`: hashes it, checks `expected`
-    /// and writes the sidecar. If the sidecar exists, returns it. `parts`
-    /// are what it should have been assembled from, when known.
+    /// Publishes the completed object of `up`: hashes it (unless the digest
+    /// is known), checks the expected digest and writes the sidecar. If the
+    /// sidecar exists, returns it. `parts` are what it should have been
+    /// assembled from, when known.
     async fn publish(
         &self,
         up: &Upload,
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
         parts: Option<(&[String], u64)>,
     ) -> Result<FinishedBlob, SinkError> {
         if let Some(done) = self.published(up).await? {
@@ -394,13 +402,22 @@ impl S3Sink {
             }
             check_assembled_from(up, meta.e_tag.as_deref(), etags)?;
         }
-        let finished = self.hash(&up.path).await?;
-        if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
-            return Err(SinkError::DigestMismatch {
-                expected,
-                actual: finished.sha256,
-            });
-        }
+        let finished = match digest {
+            BlobDigest::Known(sha256) => FinishedBlob {
+                size: meta.size,
+                sha256,
+            },
+            BlobDigest::Compute { expected } => {
+                let finished = self.hash(&up.path).await?;
+                if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
+                    return Err(SinkError::DigestMismatch {
+                        expected,
+                        actual: finished.sha256,
+                    });
+                }
+                finished
+            }
+        };
         let json = serde_json::to_vec(&finished).map_err(|e| SinkError::Backend(Box::new(e)))?;
         self.store
             .put(&up.sidecar, PutPayload::from(json))
@@ -820,7 +837,7 @@ impl BlobSink for S3Sink {
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError> {
         let up = self.upload(upload)?;
         if let Some(done) = self.published(&up).await? {
@@ -828,7 +845,20 @@ impl BlobSink for S3Sink {
         }
         let (etags, size) = ordered_parts(parts)?;
         self.complete(&up, &etags).await?;
-        self.publish(&up, expected, Some((&etags, size))).await
+        self.publish(&up, digest, Some((&etags, size))).await
+    }
+
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError> {
+        // S3 has no read of a part of an unfinished multipart upload.
+        self.upload(upload)?;
+        parse_part_ref(&part.part)?;
+        Err(SinkError::Unsupported(
+            "reading a part of an unfinished S3 multipart upload",
+        ))
     }
 
     async fn concatenate(
@@ -849,7 +879,9 @@ impl BlobSink for S3Sink {
         }
         let Some((etags, joined)) = self.copy_sources(&up, &finished).await? else {
             // Another call completed the upload, or it was purged.
-            return self.publish(&up, expected, None).await;
+            return self
+                .publish(&up, BlobDigest::Compute { expected }, None)
+                .await;
         };
         if let Some(expected) = expected.filter(|e| *e != joined.sha256) {
             return Err(SinkError::DigestMismatch {
@@ -858,8 +890,9 @@ impl BlobSink for S3Sink {
             });
         }
         self.complete(&up, &etags).await?;
-        self.publish(&up, expected, Some((&etags, joined.size)))
-            .await
+        // The copy hashed exactly the bytes of these parts.
+        let digest = BlobDigest::Known(joined.sha256);
+        self.publish(&up, digest, Some((&etags, joined.size))).await
     }
 
     async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError> {

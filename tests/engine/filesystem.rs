@@ -12,11 +12,12 @@ use resumable::{Engine, ManualClock, Owner, SessionId};
 
 use crate::harness::*;
 
-/// After one upload is claimed (over the temporary files of a finalizer that
-/// died), one aborted and one expired and swept, the data directory holds
-/// the claimed blob, the session records and the lock files, and nothing
-/// else; once the tombstones are forgotten only the
-/// claimed upload's record remains.
+/// Chunks are written in place into the upload's `data` file. After one
+/// upload is claimed (over the temporary files of a finalizer that died),
+/// one aborted and one expired and swept, the data directory holds the
+/// claimed blob, the session records and the lock files, and nothing else;
+/// once the tombstones are forgotten only the claimed upload's record
+/// remains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_data_dir_keeps_only_the_claimed_blob_and_records() {
     let h = Harness::new(Backend::Fs);
@@ -33,8 +34,16 @@ async fn fs_data_dir_keeps_only_the_claimed_blob_and_records() {
         h.send(&me, &aborted, &source, index).await.unwrap();
         h.send(&me, &expired, &source, index).await.unwrap();
     }
-    // What a finalizer killed before publishing leaves behind.
+    // Every chunk was written in place: `data` holds the file, one claim
+    // per chunk (and the name of the attempt holding it), no part file.
     let upload_dir = root.join("uploads").join(claimed.id.to_string());
+    assert_eq!(entries(&upload_dir), ["claims", "data", "parts"]);
+    assert!(std::fs::read(upload_dir.join("data")).unwrap() == source);
+    assert_eq!(entries(&upload_dir.join("parts")), Vec::<String>::new());
+    let claims = entries(&upload_dir.join("claims"));
+    assert_eq!(claims.len() as u64, 2 * claimed.total_chunks, "{claims:?}");
+    assert_eq!(stored_attempts(&upload_dir) as u64, claimed.total_chunks);
+    // What a finalizer killed before publishing leaves behind.
     std::fs::write(upload_dir.join("blob.Xk3q9a.tmp"), &source[..100]).unwrap();
     std::fs::write(upload_dir.join(".tmpQ8wz1c"), b"{}").unwrap();
     h.engine.complete(&me, claimed.id).await.unwrap();

@@ -278,10 +278,10 @@ impl Harness {
         }
     }
 
-    /// How many part files the filesystem sink holds for an upload.
+    /// How many stored attempts the filesystem sink holds for an upload:
+    /// files in `parts/`, and claims of attempts written in place.
     pub(crate) fn part_files(&self, id: SessionId) -> Option<usize> {
-        let parts = self.upload_dir(id)?.join("parts");
-        Some(std::fs::read_dir(parts).map_or(0, Iterator::count))
+        Some(stored_attempts(&self.upload_dir(id)?))
     }
 
     pub(crate) async fn start(
@@ -346,7 +346,7 @@ impl Harness {
 
 // Shared by the targets that include this file; each uses a subset.
 #[allow(unused_imports)]
-pub(crate) use crate::files::{entries, walk};
+pub(crate) use crate::files::{entries, stored_attempts, walk};
 
 pub(crate) fn shard_lock(id: SessionId) -> PathBuf {
     PathBuf::from(format!("locks/{:02x}.lock", id.as_uuid().as_bytes()[0]))

@@ -369,13 +369,8 @@ impl Rig {
     /// How many part files the filesystem sink holds for an upload (`None`
     /// on the memory backends).
     pub(crate) fn part_files(&self, id: SessionId) -> Option<usize> {
-        let parts = self
-            .root
-            .as_ref()?
-            .join("uploads")
-            .join(id.to_string())
-            .join("parts");
-        Some(std::fs::read_dir(parts).map_or(0, Iterator::count))
+        let upload = self.root.as_ref()?.join("uploads").join(id.to_string());
+        Some(stored_attempts(&upload))
     }
 
     /// On the filesystem backends: no temporary file, part or parts
@@ -414,4 +409,4 @@ impl Rig {
 
 // Shared by the targets that include this file; each uses a subset.
 #[allow(unused_imports)]
-pub(crate) use crate::files::{entries, walk};
+pub(crate) use crate::files::{entries, stored_attempts, walk};

@@ -158,7 +158,7 @@ async fn chunk_with_a_wrong_content_digest_is_discarded() {
     let status = server.status_ok(None, &id).await;
     assert_eq!(u64s(&status["receivedChunks"]), Vec::<u64>::new());
     assert_eq!(status["receivedBytes"], 0);
-    let parts = file_names(&server.upload_dir(&id).join("parts"));
+    let parts = stored_attempts(&server.upload_dir(&id));
     assert!(
         parts.is_empty(),
         "the refused chunk's bytes remain: {parts:?}"

@@ -124,8 +124,8 @@ async fn retried_chunk_is_replaced_and_the_file_stays_correct() {
     let same = server.put_chunk(None, &id, &data, 0, true).await;
     json_of(same, StatusCode::OK).await;
 
-    // Superseded attempts are discarded: one part file per chunk.
-    let parts = file_names(&server.upload_dir(&id).join("parts"));
+    // Superseded attempts are discarded: one stored attempt per chunk.
+    let parts = stored_attempts(&server.upload_dir(&id));
     assert_eq!(parts.len(), 3, "{parts:?}");
 
     let status = server.status_ok(None, &id).await;
@@ -306,7 +306,7 @@ async fn concurrent_retries_of_one_chunk_keep_exactly_one() {
         assert_eq!(receipt["sha256"], sha256_hex(chunk));
     }
     assert_eq!(created, 1, "exactly one attempt is the first receipt");
-    let parts = file_names(&server.upload_dir(&id).join("parts"));
+    let parts = stored_attempts(&server.upload_dir(&id));
     assert_eq!(
         parts.len(),
         1,

@@ -6,8 +6,8 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 pub(crate) use crate::support::{
-    EXPIRY, TestServer, content_digest, file_names, header_str, json_of, problem, sha256_hex,
-    source_bytes,
+    EXPIRY, TestServer, content_digest, header_str, json_of, problem, sha256_hex, source_bytes,
+    stored_attempts,
 };
 
 /// The path that initiates an upload.

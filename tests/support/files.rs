@@ -28,3 +28,22 @@ pub(crate) fn walk(root: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// The attempts the filesystem sink keeps in an upload's directory: each
+/// file in `parts/`, and each claim (`claims/{index}`, ten digits) of an
+/// attempt written in place into `data`.
+pub(crate) fn stored_attempts(upload: &Path) -> usize {
+    let names = |sub: &str| -> Vec<String> {
+        std::fs::read_dir(upload.join(sub)).map_or(Vec::new(), |entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+    };
+    let claims = names("claims")
+        .into_iter()
+        .filter(|n| n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()))
+        .count();
+    names("parts").len() + claims
+}

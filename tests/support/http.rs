@@ -349,6 +349,26 @@ pub(crate) fn id_in(path: &str) -> &str {
 }
 
 /// The names of the files in a directory.
+/// The attempts the filesystem sink keeps in an upload's directory: each
+/// file in `parts/`, and each claim (`claims/{index}`, ten digits) of an
+/// attempt written in place into `data`.
+pub(crate) fn stored_attempts(upload: &Path) -> Vec<String> {
+    let names = |sub: &str| -> Vec<String> {
+        std::fs::read_dir(upload.join(sub)).map_or(Vec::new(), |entries| {
+            entries
+                .flatten()
+                .map(|e| format!("{sub}/{}", e.file_name().to_string_lossy()))
+                .collect()
+        })
+    };
+    let mut attempts = names("parts");
+    attempts.extend(names("claims").into_iter().filter(|n| {
+        let name = n.trim_start_matches("claims/");
+        name.len() == 10 && name.bytes().all(|b| b.is_ascii_digit())
+    }));
+    attempts
+}
+
 pub(crate) fn file_names(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .expect("read the directory")
