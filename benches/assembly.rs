@@ -36,7 +36,7 @@ use bytes::Bytes;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use resumable::ledger::PartReceipt;
-use resumable::sink::{BlobSink, ByteStream, FsSink, PartSpec, UploadHandle};
+use resumable::sink::{BlobDigest, BlobSink, ByteStream, FsSink, PartSpec, UploadHandle};
 use resumable::{SessionId, Sha256Digest};
 
 /// One part (the engine's default chunk size).
@@ -144,7 +144,13 @@ fn assembly(c: &mut Criterion) {
                 let (handle, parts) = stage(sink_ref, upload_ref).await;
                 let start = Instant::now();
                 let blob = sink_ref
-                    .finalize(&handle, &parts, Some(upload_ref.whole))
+                    .finalize(
+                        &handle,
+                        &parts,
+                        BlobDigest::Compute {
+                            expected: Some(upload_ref.whole),
+                        },
+                    )
                     .await
                     .expect("finalize");
                 timed += start.elapsed();

@@ -440,6 +440,10 @@ pub enum SinkError {
     /// Any other backend failure.
     #[error("sink failure: {0}")]
     Backend(#[source] BoxError),
+    /// The sink cannot do this at all (reading back a part of an S3
+    /// multipart upload); the caller falls back to what it can do.
+    #[error("the sink does not support this: {0}")]
+    Unsupported(&'static str),
 }
 
 impl SinkError {
@@ -450,7 +454,9 @@ impl SinkError {
             SinkError::DigestMismatch { .. } => ErrorKind::Unprocessable,
             SinkError::Body(_) => ErrorKind::BadRequest,
             SinkError::StorageFull | SinkError::Unavailable(_) => ErrorKind::Unavailable,
-            SinkError::Io(_) | SinkError::Backend(_) => ErrorKind::Internal,
+            SinkError::Io(_) | SinkError::Backend(_) | SinkError::Unsupported(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 

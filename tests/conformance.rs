@@ -16,7 +16,7 @@ use resumable::error::{SinkError, StoreError};
 use resumable::ledger::{PartReceipt, PartRef};
 use resumable::session::{Owner, Session, SessionId};
 use resumable::sink::{
-    BlobSink, ByteStream, FinishedBlob, FsSink, MemorySink, PartSpec, SinkCapabilities,
+    BlobDigest, BlobSink, ByteStream, FinishedBlob, FsSink, MemorySink, PartSpec, SinkCapabilities,
     UploadHandle,
 };
 use resumable::store::{FsStore, MemoryStore, SessionStore, Version, Versioned};
@@ -90,7 +90,15 @@ async fn fs_sink_leaves_only_the_blob_then_nothing() {
     let parts = [p0, p1];
 
     let wrong = Sha256Digest::of(b"something else");
-    let mismatch = sink.finalize(&h, &parts, Some(wrong)).await;
+    let mismatch = sink
+        .finalize(
+            &h,
+            &parts,
+            BlobDigest::Compute {
+                expected: Some(wrong),
+            },
+        )
+        .await;
     assert!(matches!(mismatch, Err(SinkError::DigestMismatch { .. })));
     let upload = format!("uploads/{h}/");
     let after_mismatch = tree(dir.path());
@@ -109,7 +117,10 @@ async fn fs_sink_leaves_only_the_blob_then_nothing() {
         "nothing but the parts after a digest mismatch: {after_mismatch:?}"
     );
 
-    let blob = sink.finalize(&h, &parts, None).await.unwrap();
+    let blob = sink
+        .finalize(&h, &parts, BlobDigest::Compute { expected: None })
+        .await
+        .unwrap();
     assert_eq!(blob.sha256, Sha256Digest::of(data));
     assert_eq!(
         tree(dir.path()),
@@ -163,7 +174,9 @@ async fn fs_sink_in_flight_parts_leave_nothing() {
             sink.purge(&h).await.unwrap();
             vec!["uploads/".to_owned()]
         } else {
-            sink.finalize(&h, &[p0], None).await.unwrap();
+            sink.finalize(&h, &[p0], BlobDigest::Compute { expected: None })
+                .await
+                .unwrap();
             vec![
                 "uploads/".to_owned(),
                 upload.clone(),
@@ -290,14 +303,26 @@ mod broken {
         ) -> Result<(), SinkError> {
             self.inner.discard_part(upload, part).await
         }
+        async fn read_part(
+            &self,
+            upload: &UploadHandle,
+            part: &PartReceipt,
+        ) -> Result<ByteStream, SinkError> {
+            self.inner.read_part(upload, part).await
+        }
         async fn finalize(
             &self,
             upload: &UploadHandle,
             parts: &[PartReceipt],
-            expected: Option<Sha256Digest>,
+            digest: BlobDigest,
         ) -> Result<FinishedBlob, SinkError> {
-            let expected = expected.filter(|_| !self.ignores_digest);
-            self.inner.finalize(upload, parts, expected).await
+            let digest = match digest {
+                BlobDigest::Compute { .. } if self.ignores_digest => {
+                    BlobDigest::Compute { expected: None }
+                }
+                other => other,
+            };
+            self.inner.finalize(upload, parts, digest).await
         }
         async fn concatenate(
             &self,

@@ -25,7 +25,7 @@ use resumable::error::{Error, SinkError};
 use resumable::ledger::PartReceipt;
 use resumable::machine;
 use resumable::session::SessionId;
-use resumable::sink::{BlobSink, FinishedBlob, PartSpec, S3Sink, UploadHandle};
+use resumable::sink::{BlobDigest, BlobSink, FinishedBlob, PartSpec, S3Sink, UploadHandle};
 
 const BUCKET: &str = "resumable-test";
 const PREFIX: &str = "uploads";
@@ -251,7 +251,14 @@ async fn a_part_put_again_replaces_the_first() {
     );
     s.discard_part(&h, &new.part).await.unwrap();
 
-    match s.finalize(&h, &[old.clone(), last.clone()], None).await {
+    match s
+        .finalize(
+            &h,
+            &[old.clone(), last.clone()],
+            BlobDigest::Compute { expected: None },
+        )
+        .await
+    {
         Err(SinkError::Backend(e)) => {
             let message = e.to_string();
             assert!(
@@ -266,7 +273,10 @@ async fn a_part_put_again_replaces_the_first() {
     let again = put(&s, &h, 0, 0, &second).await.unwrap();
     assert_eq!(again.part, new.part, "the same bytes, the same reference");
     let data = [second.as_slice(), tail.as_slice()].concat();
-    let blob = s.finalize(&h, &[new, last], None).await.unwrap();
+    let blob = s
+        .finalize(&h, &[new, last], BlobDigest::Compute { expected: None })
+        .await
+        .unwrap();
     assert_eq!(blob, finished(&data));
     assert_eq!(read_all(&s, &h).await.unwrap(), data);
     s.purge(&h).await.unwrap();
@@ -292,7 +302,14 @@ async fn purge_leaves_no_multipart_upload_and_no_object() {
     let receipts = put_all(&s, &mismatched, &data, 5 * MIB).await;
     let wrong = Sha256Digest::of(b"not the data");
     assert!(matches!(
-        s.finalize(&mismatched, &receipts, Some(wrong)).await,
+        s.finalize(
+            &mismatched,
+            &receipts,
+            BlobDigest::Compute {
+                expected: Some(wrong)
+            }
+        )
+        .await,
         Err(SinkError::DigestMismatch { .. })
     ));
     let finalized = s
@@ -300,7 +317,13 @@ async fn purge_leaves_no_multipart_upload_and_no_object() {
         .await
         .unwrap();
     let receipts = put_all(&s, &finalized, &data, 5 * MIB).await;
-    s.finalize(&finalized, &receipts, None).await.unwrap();
+    s.finalize(
+        &finalized,
+        &receipts,
+        BlobDigest::Compute { expected: None },
+    )
+    .await
+    .unwrap();
 
     let path = |h: &UploadHandle| s.blob_path(h).unwrap().to_string();
     let mut open = moto.multipart_uploads().await;
@@ -353,7 +376,13 @@ async fn finalize_writes_the_object_and_its_sidecar() {
     }
     receipts.reverse();
     let blob = b
-        .finalize(&h, &receipts, Some(Sha256Digest::of(&data)))
+        .finalize(
+            &h,
+            &receipts,
+            BlobDigest::Compute {
+                expected: Some(Sha256Digest::of(&data)),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(blob, finished(&data));
@@ -383,7 +412,12 @@ async fn finalize_writes_the_object_and_its_sidecar() {
     let described: FinishedBlob = serde_json::from_slice(&json).unwrap();
     assert_eq!(described, blob, "the sidecar holds the FinishedBlob");
 
-    assert_eq!(a.finalize(&h, &receipts, None).await.unwrap(), blob);
+    assert_eq!(
+        a.finalize(&h, &receipts, BlobDigest::Compute { expected: None })
+            .await
+            .unwrap(),
+        blob
+    );
     assert_eq!(read_all(&a, &h).await.unwrap(), data);
     assert_eq!(read_all(&b, &h).await.unwrap(), data);
     b.purge(&h).await.unwrap();
@@ -406,7 +440,10 @@ async fn a_small_part_before_the_last_is_refused() {
         .unwrap();
     let small = put_all(&s, &h, &data, MIB).await;
     assert_eq!(small.len(), 6);
-    match s.finalize(&h, &small, None).await {
+    match s
+        .finalize(&h, &small, BlobDigest::Compute { expected: None })
+        .await
+    {
         Err(SinkError::Backend(e)) => assert!(
             e.to_string().contains("EntityTooSmall"),
             "the error names S3's rule: {e}"
@@ -422,7 +459,9 @@ async fn a_small_part_before_the_last_is_refused() {
 
     let receipts = put_all(&s, &h, &data, 5 * MIB).await;
     assert_eq!(
-        s.finalize(&h, &receipts, None).await.unwrap(),
+        s.finalize(&h, &receipts, BlobDigest::Compute { expected: None })
+            .await
+            .unwrap(),
         finished(&data)
     );
     assert_eq!(read_all(&s, &h).await.unwrap(), data);
@@ -454,7 +493,16 @@ async fn a_digest_mismatch_keeps_the_object_unpublished() {
     let receipts = put_all(&s, &h, &data, 5 * MIB).await;
     let wrong = Sha256Digest::of(b"not the data");
     for _ in 0..2 {
-        match s.finalize(&h, &receipts, Some(wrong)).await {
+        match s
+            .finalize(
+                &h,
+                &receipts,
+                BlobDigest::Compute {
+                    expected: Some(wrong),
+                },
+            )
+            .await
+        {
             Err(SinkError::DigestMismatch { expected, actual }) => {
                 assert_eq!((expected, actual), (wrong, Sha256Digest::of(&data)));
             }
@@ -480,7 +528,10 @@ async fn a_digest_mismatch_keeps_the_object_unpublished() {
         .await
         .unwrap();
     let others = put_all(&s, &other, &pattern(data.len(), 8), 5 * MIB).await;
-    match s.finalize(&h, &others, None).await {
+    match s
+        .finalize(&h, &others, BlobDigest::Compute { expected: None })
+        .await
+    {
         Err(SinkError::Backend(e)) => assert!(
             e.to_string().contains("assembled from other parts"),
             "the error says why: {e}"
@@ -490,7 +541,9 @@ async fn a_digest_mismatch_keeps_the_object_unpublished() {
     assert!(matches!(s.read(&h).await, Err(SinkError::NotFound)));
     s.purge(&other).await.unwrap();
     assert_eq!(
-        s.finalize(&h, &receipts, None).await.unwrap(),
+        s.finalize(&h, &receipts, BlobDigest::Compute { expected: None })
+            .await
+            .unwrap(),
         finished(&data)
     );
     assert_eq!(read_all(&s, &h).await.unwrap(), data);
@@ -584,7 +637,9 @@ async fn from_env_reads_the_aws_variables() {
             .unwrap();
         let receipt = put(&s, &h, 0, 0, data).await.unwrap();
         assert_eq!(
-            s.finalize(&h, &[receipt], None).await.unwrap(),
+            s.finalize(&h, &[receipt], BlobDigest::Compute { expected: None })
+                .await
+                .unwrap(),
             finished(data)
         );
         assert_eq!(read_all(&s, &h).await.unwrap(), data);

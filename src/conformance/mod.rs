@@ -14,8 +14,9 @@
 //!   [`store::run_all`].
 //! - [`sink`]: one `pub async fn` per rule of [`BlobSink`](crate::BlobSink)
 //!   (assembly and digests, parts in any order and concurrently, failing
-//!   bodies, digest mismatches, idempotent finalize and purge, late parts,
-//!   empty uploads, capabilities), and [`sink::run_all`].
+//!   bodies, digest mismatches, known digests, parts read back, idempotent
+//!   finalize and purge, late parts, empty uploads, capabilities), and
+//!   [`sink::run_all`].
 //!
 //! Each check panics with a message naming the rule it found broken, so it
 //! is meant to be called from a test. Checks clean up what they create when

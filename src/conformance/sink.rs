@@ -21,7 +21,7 @@ use crate::digest::Sha256Digest;
 use crate::error::SinkError;
 use crate::ledger::PartReceipt;
 use crate::session::SessionId;
-use crate::sink::{BlobSink, ByteStream, FinishedBlob, PartSpec, UploadHandle};
+use crate::sink::{BlobDigest, BlobSink, ByteStream, FinishedBlob, PartSpec, UploadHandle};
 
 /// The part size the suite asks for, within the sink's bounds.
 const PREFERRED_PART: u64 = 3001;
@@ -49,6 +49,10 @@ pub async fn run_all(sink: Arc<dyn BlobSink>) {
     purge_is_idempotent(&*sink).await;
     discard_of_a_gone_part_is_ok(&*sink).await;
     empty_upload_finalizes(&*sink).await;
+    known_digest_is_published(&*sink).await;
+    if sink.capabilities().readable_parts {
+        read_part_returns_the_acknowledged_bytes(&*sink).await;
+    }
     concatenate_joins_finished_blobs(&*sink).await;
     concurrent_concatenate_agrees(sink.clone()).await;
 }
@@ -181,7 +185,9 @@ pub async fn retried_parts_supersede_by_index(sink: &dyn BlobSink) {
         "a part put again with other bytes must get a new reference"
     );
     assert!(
-        sink.finalize(&up.handle, &receipts, None).await.is_err(),
+        sink.finalize(&up.handle, &receipts, computed(None))
+            .await
+            .is_err(),
         "finalize must refuse a superseded part"
     );
     receipts[0] = retry;
@@ -245,7 +251,10 @@ pub async fn digest_mismatch_publishes_nothing(sink: &dyn BlobSink) {
         let receipts = up.put_all(sink).await;
         let actual = up.finished().sha256;
         for _ in 0..2 {
-            match sink.finalize(&up.handle, &receipts, Some(wrong)).await {
+            match sink
+                .finalize(&up.handle, &receipts, computed(Some(wrong)))
+                .await
+            {
                 Err(SinkError::DigestMismatch {
                     expected: e,
                     actual: a,
@@ -299,7 +308,7 @@ pub async fn concurrent_finalize_agrees(sink: Arc<dyn BlobSink>) {
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let (sink, handle, receipts) = (sink.clone(), up.handle.clone(), receipts.clone());
-            tokio::spawn(async move { sink.finalize(&handle, &receipts, None).await })
+            tokio::spawn(async move { sink.finalize(&handle, &receipts, computed(None)).await })
         })
         .collect();
     for task in tasks {
@@ -379,11 +388,11 @@ pub async fn late_part_after_purge_is_refused(sink: Arc<dyn BlobSink>) {
         "read after late parts of a purged upload",
     );
     expect_not_found(
-        sink.finalize(&up.handle, &[], None).await,
+        sink.finalize(&up.handle, &[], computed(None)).await,
         "finalize (of no parts) after late parts of a purged upload",
     );
     expect_not_found(
-        sink.finalize(&up.handle, &receipts, None).await,
+        sink.finalize(&up.handle, &receipts, computed(None)).await,
         "finalize after late parts of a purged upload",
     );
     purge_ok(&*sink, &up.handle).await;
@@ -404,7 +413,7 @@ pub async fn purge_is_idempotent(sink: &dyn BlobSink) {
         }
         expect_not_found(sink.read(&up.handle).await, "read after purge");
         expect_not_found(
-            sink.finalize(&up.handle, &[], None).await,
+            sink.finalize(&up.handle, &[], computed(None)).await,
             "finalize after purge",
         );
     }
@@ -470,6 +479,79 @@ pub async fn empty_upload_finalizes(sink: &dyn BlobSink) {
         assert_read(sink, &handle, &[], "read of an empty blob").await;
         purge_ok(sink, &handle).await;
     }
+}
+
+/// `finalize` with [`BlobDigest::Known`] publishes the blob with the digest
+/// given (the caller hashed the parts as they arrived; the sink need not read
+/// them again): the [`FinishedBlob`] has the data's size and that digest,
+/// `finalize` again returns the same, and `read` returns the data.
+pub async fn known_digest_is_published(sink: &dyn BlobSink) {
+    let up = Upload::begin(sink, 3, 15).await;
+    let receipts = up.put_all(sink).await;
+    let finished = up.finished();
+    for _ in 0..2 {
+        let blob = ok(
+            sink.finalize(&up.handle, &receipts, BlobDigest::Known(finished.sha256))
+                .await,
+            "finalize with a known digest",
+        );
+        assert_eq!(
+            blob, finished,
+            "finalize with a known digest must report the data's size and that digest"
+        );
+    }
+    assert_read(sink, &up.handle, &up.data, "read after a known digest").await;
+    purge_ok(sink, &up.handle).await;
+}
+
+/// For a sink with [`readable_parts`](crate::sink::SinkCapabilities::readable_parts):
+/// `read_part` streams back exactly the acknowledged bytes of a receipt,
+/// again and in any order, also of a part put again (the latest receipt
+/// reads the latest bytes, the first the first), and the upload still
+/// finalizes to its data.
+pub async fn read_part_returns_the_acknowledged_bytes(sink: &dyn BlobSink) {
+    let up = Upload::begin(sink, 3, 16).await;
+    let receipts = up.put_all(sink).await;
+    let ranges = up.ranges();
+    for index in (0..receipts.len()).rev().chain(0..receipts.len()) {
+        let want = &up.data[usize_range(&ranges[index])];
+        assert_part(sink, &up.handle, &receipts[index], want).await;
+    }
+    let other = pattern(receipts[0].len as usize, 41);
+    let retry = put_ok(sink, &up.handle, 0, 0, &other).await;
+    assert_part(sink, &up.handle, &retry, &other).await;
+    ok(
+        sink.discard_part(&up.handle, &retry.part).await,
+        "discard_part",
+    );
+    let first = &up.data[usize_range(&ranges[0])];
+    assert_part(sink, &up.handle, &receipts[0], first).await;
+    let blob = finalize_ok(sink, &up.handle, &receipts, None).await;
+    assert_eq!(
+        blob,
+        up.finished(),
+        "reading parts back must not change the blob"
+    );
+    purge_ok(sink, &up.handle).await;
+}
+
+/// Reads a part back and compares it with `data`.
+async fn assert_part(sink: &dyn BlobSink, handle: &UploadHandle, part: &PartReceipt, data: &[u8]) {
+    let what = format!("read_part of the part at {}", part.offset);
+    let mut stream = ok(sink.read_part(handle, part).await, &what);
+    let mut read = Vec::new();
+    while let Some(item) = stream.next().await {
+        read.extend_from_slice(&item.unwrap_or_else(|e| panic!("{what}: the stream failed: {e}")));
+    }
+    assert!(
+        read == data,
+        "{what} must return the acknowledged bytes: got {} bytes (SHA-256 {}), expected {} \
+         (SHA-256 {})",
+        read.len(),
+        Sha256Digest::of(&read),
+        data.len(),
+        Sha256Digest::of(data)
+    );
 }
 
 /// `concatenate` publishes the finished blobs of its sources, in order, as
@@ -767,7 +849,15 @@ async fn finalize_ok(
     parts: &[PartReceipt],
     expected: Option<Sha256Digest>,
 ) -> FinishedBlob {
-    ok(sink.finalize(handle, parts, expected).await, "finalize")
+    ok(
+        sink.finalize(handle, parts, computed(expected)).await,
+        "finalize",
+    )
+}
+
+/// The digest argument of a `finalize` that computes the digest.
+fn computed(expected: Option<Sha256Digest>) -> BlobDigest {
+    BlobDigest::Compute { expected }
 }
 
 async fn purge_ok(sink: &dyn BlobSink, handle: &UploadHandle) {

@@ -8,7 +8,7 @@ use crate::error::{DigestScope, Error, Operation, SinkError};
 use crate::ledger::PartReceipt;
 use crate::machine::{self, Completion};
 use crate::session::{Owner, Session, SessionId, UploadKind};
-use crate::sink::{ByteStream, FinishedBlob};
+use crate::sink::{BlobDigest, ByteStream, FinishedBlob};
 
 /// Why assembling a blob failed.
 enum AssemblyFailure {
@@ -210,7 +210,7 @@ impl Engine {
             .map(|l| l.parts().cloned().collect())
             .unwrap_or_default();
         self.sink
-            .finalize(&session.upload, &parts, expected)
+            .finalize(&session.upload, &parts, BlobDigest::Compute { expected })
             .await
             .map_err(AssemblyFailure::Sink)
     }

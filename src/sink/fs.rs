@@ -9,9 +9,10 @@
 //! - `uploads/{handle}/blob`: the finished file, and `blob.json` beside it
 //!   with its size and SHA-256.
 //!
-//! `finalize` copies the parts in order into `blob.tmp`, hashing on the way
-//! (the one read of the data), fsyncs, writes `blob.json`, renames `blob.tmp`
-//! to `blob` and removes `parts/`. A part written after that finds no
+//! `read_part` streams a part file back. `finalize` copies the parts in
+//! order into `blob.tmp`, hashing on the way (the one read of the data)
+//! unless the digest is [`BlobDigest::Known`], fsyncs, writes `blob.json`,
+//! renames `blob.tmp` to `blob` and removes `parts/`. A part written after that finds no
 //! `parts/` directory and fails, so it can neither change the blob nor bring
 //! the upload back; `purge` removes the upload's directory the same way.
 
@@ -25,7 +26,9 @@ use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle};
+use super::{
+    BlobDigest, BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle,
+};
 use crate::digest::Sha256Digest;
 use crate::error::SinkError;
 use crate::ledger::{PartReceipt, PartRef};
@@ -183,18 +186,40 @@ impl BlobSink for FsSink {
         }
     }
 
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError> {
+        let file = tokio::fs::File::open(self.part_path(upload, &part.part)?)
+            .await
+            .map_err(SinkError::from_io)?;
+        let len = file.metadata().await.map_err(SinkError::from_io)?.len();
+        if len != part.len {
+            return Err(SinkError::Backend(
+                format!(
+                    "part {} has {len} bytes, its receipt says {}",
+                    part.part.as_str(),
+                    part.len
+                )
+                .into(),
+            ));
+        }
+        Ok(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10).boxed())
+    }
+
     async fn finalize(
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError> {
         let dir = self.dir(upload)?;
         let sources = parts
             .iter()
             .map(|p| Ok((self.part_path(upload, &p.part)?, p.offset, p.len)))
             .collect::<Result<Vec<_>, SinkError>>()?;
-        blocking(move || assemble(&dir, &sources, expected)).await
+        blocking(move || assemble(&dir, &sources, digest)).await
     }
 
     async fn concatenate(
@@ -221,7 +246,7 @@ impl BlobSink for FsSink {
                 parts.push((blob, offset, finished.size));
                 offset += finished.size;
             }
-            assemble(&dir, &parts, expected)
+            assemble(&dir, &parts, BlobDigest::Compute { expected })
         })
         .await
     }
@@ -249,7 +274,7 @@ impl BlobSink for FsSink {
 fn assemble(
     dir: &Path,
     sources: &[(PathBuf, u64, u64)],
-    expected: Option<Sha256Digest>,
+    digest: BlobDigest,
 ) -> Result<FinishedBlob, SinkError> {
     let blob = dir.join("blob");
     let meta = dir.join("blob.json");
@@ -266,7 +291,11 @@ fn assemble(
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(SinkError::from_io)?;
-    let finished = match copy_parts(temp.as_file_mut(), sources) {
+    let (expected, known) = match digest {
+        BlobDigest::Compute { expected } => (expected, None),
+        BlobDigest::Known(known) => (None, Some(known)),
+    };
+    let finished = match copy_parts(temp.as_file_mut(), sources, known) {
         Ok(finished) => finished,
         // Another finalizer published the blob and removed the parts.
         Err(_) if blob.exists() => return finished_meta(&blob, &meta),
@@ -337,8 +366,12 @@ fn remove_leftover_temporaries(dir: &Path) {
 }
 
 /// Copies the parts into `out`, checking each against its receipt, hashing
-/// as it goes; fsyncs the result.
-fn copy_parts(out: &mut File, sources: &[(PathBuf, u64, u64)]) -> Result<FinishedBlob, SinkError> {
+/// as it goes unless the digest is `known`; fsyncs the result.
+fn copy_parts(
+    out: &mut File,
+    sources: &[(PathBuf, u64, u64)],
+    known: Option<Sha256Digest>,
+) -> Result<FinishedBlob, SinkError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; COPY_BUFFER];
     let mut size = 0u64;
@@ -353,7 +386,9 @@ fn copy_parts(out: &mut File, sources: &[(PathBuf, u64, u64)]) -> Result<Finishe
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
+            if known.is_none() {
+                hasher.update(&buf[..n]);
+            }
             out.write_all(&buf[..n]).map_err(SinkError::from_io)?;
             copied += n as u64;
         }
@@ -371,7 +406,7 @@ fn copy_parts(out: &mut File, sources: &[(PathBuf, u64, u64)]) -> Result<Finishe
     out.sync_all().map_err(SinkError::from_io)?;
     Ok(FinishedBlob {
         size,
-        sha256: Sha256Digest::from_hasher(hasher),
+        sha256: known.unwrap_or_else(|| Sha256Digest::from_hasher(hasher)),
     })
 }
 

@@ -9,7 +9,9 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 
-use super::{BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle};
+use super::{
+    BlobDigest, BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle,
+};
 use crate::digest::Sha256Digest;
 use crate::error::SinkError;
 use crate::ledger::{PartReceipt, PartRef};
@@ -62,22 +64,29 @@ impl MemorySink {
     }
 }
 
-/// Joins `pieces` into `upload`'s blob, unless `expected` does not match.
+/// Joins `pieces` into `upload`'s blob, its digest computed (unless
+/// `expected` does not match) or known.
 fn publish(
     uploads: &mut HashMap<String, Upload>,
     upload: &UploadHandle,
     pieces: &[Bytes],
-    expected: Option<Sha256Digest>,
+    digest: BlobDigest,
 ) -> Result<FinishedBlob, SinkError> {
     let mut data = BytesMut::new();
     let mut hasher = Sha256::new();
+    let (expected, known) = match digest {
+        BlobDigest::Compute { expected } => (expected, None),
+        BlobDigest::Known(known) => (None, Some(known)),
+    };
     for piece in pieces {
-        hasher.update(piece);
+        if known.is_none() {
+            hasher.update(piece);
+        }
         data.extend_from_slice(piece);
     }
     let finished = FinishedBlob {
         size: data.len() as u64,
-        sha256: Sha256Digest::from_hasher(hasher),
+        sha256: known.unwrap_or_else(|| Sha256Digest::from_hasher(hasher)),
     };
     if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
         return Err(SinkError::DigestMismatch {
@@ -134,11 +143,31 @@ impl BlobSink for MemorySink {
         Ok(())
     }
 
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError> {
+        let uploads = self.uploads();
+        let up = uploads.get(upload.as_str()).ok_or(SinkError::NotFound)?;
+        let bytes = up
+            .parts
+            .get(part.part.as_str())
+            .ok_or(SinkError::NotFound)?
+            .clone();
+        if bytes.len() as u64 != part.len {
+            return Err(SinkError::Backend(
+                "a part does not match its receipt".into(),
+            ));
+        }
+        Ok(futures::stream::iter([Ok(bytes)]).boxed())
+    }
+
     async fn finalize(
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError> {
         let mut uploads = self.uploads();
         let up = uploads.get(upload.as_str()).ok_or(SinkError::NotFound)?;
@@ -155,7 +184,7 @@ impl BlobSink for MemorySink {
             }
             pieces.push(bytes.clone());
         }
-        publish(&mut uploads, upload, &pieces, expected)
+        publish(&mut uploads, upload, &pieces, digest)
     }
 
     async fn concatenate(
@@ -178,7 +207,12 @@ impl BlobSink for MemorySink {
                     .ok_or(SinkError::NotFound)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        publish(&mut uploads, upload, &pieces, expected)
+        publish(
+            &mut uploads,
+            upload,
+            &pieces,
+            BlobDigest::Compute { expected },
+        )
     }
 
     async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError> {

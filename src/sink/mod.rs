@@ -89,6 +89,11 @@ pub struct SinkCapabilities {
     /// parts when it assembles them), the engine ends the upload instead of
     /// reopening it.
     pub keeps_parts_on_digest_mismatch: bool,
+    /// [`BlobSink::read_part`] streams back the bytes of an acknowledged
+    /// part before `finalize`. Where it cannot (S3 keeps no readable copy
+    /// of a multipart upload's parts), the engine lets `finalize` compute
+    /// the blob's digest instead of catching up on it from the parts.
+    pub readable_parts: bool,
 }
 
 impl SinkCapabilities {
@@ -101,7 +106,21 @@ impl SinkCapabilities {
         max_blob_size: u64::MAX,
         parts_keyed_by_index: false,
         keeps_parts_on_digest_mismatch: true,
+        readable_parts: true,
     };
+}
+
+/// How `finalize` learns the blob's SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobDigest {
+    /// The sink computes it while it assembles or reads the data once; if `expected` is given and differs, nothing is published (`SinkError::DigestMismatch`).
+    Compute {
+        /// The digest the blob must have, if any.
+        expected: Option<Sha256Digest>,
+    },
+    /// The caller already hashed exactly these parts' bytes, in order: the sink records this digest without reading the data.
+    Known(Sha256Digest),
 }
 
 /// Which part of an upload a [`BlobSink::put_part`] call writes.
@@ -133,10 +152,15 @@ pub struct PartSpec {
 /// - refuse (`SinkError::NotFound`) a `put_part` for an upload that was
 ///   purged or finalized, and never re-create it: a late part can neither
 ///   alter a finished blob nor resurrect a purged upload;
-/// - make `finalize` assemble exactly the parts given, in order, compute the
-///   blob's SHA-256, and publish nothing if an expected digest does not match
-///   (and, if [`SinkCapabilities::keeps_parts_on_digest_mismatch`], keep the
-///   parts, so the upload can be repaired and completed again);
+/// - make `finalize` assemble exactly the parts given, in order; with
+///   [`BlobDigest::Compute`], compute the blob's SHA-256 and publish nothing
+///   if an expected digest does not match (and, if
+///   [`SinkCapabilities::keeps_parts_on_digest_mismatch`], keep the parts, so
+///   the upload can be repaired and completed again); with
+///   [`BlobDigest::Known`], record the given digest as the blob's;
+/// - make `read_part` stream back exactly the acknowledged bytes of a part
+///   that is still referenced (or answer [`SinkError::Unsupported`] if
+///   [`SinkCapabilities::readable_parts`] is false);
 /// - make `finalize` idempotent: called again after success it returns the
 ///   same [`FinishedBlob`]; and make concurrent `finalize` calls with the same
 ///   parts safe: each returns that same blob, and no reader ever sees a
@@ -167,12 +191,23 @@ pub trait BlobSink: Send + Sync + fmt::Debug {
     /// a part that is already gone succeeds.
     async fn discard_part(&self, upload: &UploadHandle, part: &PartRef) -> Result<(), SinkError>;
 
-    /// Assembles `parts` (in file order, gap-free from byte 0) into the blob.
+    /// Streams back exactly the acknowledged bytes of `part`, a receipt of
+    /// this upload not yet finalized. A sink that cannot
+    /// ([`SinkCapabilities::readable_parts`] is false) answers
+    /// [`SinkError::Unsupported`].
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError>;
+
+    /// Assembles `parts` (in file order, gap-free from byte 0) into the blob,
+    /// whose SHA-256 `digest` says how to learn.
     async fn finalize(
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError>;
 
     /// Publishes as `upload`'s blob the finished blobs of `sources`, in
@@ -212,13 +247,20 @@ impl<T: BlobSink + ?Sized> BlobSink for std::sync::Arc<T> {
     async fn discard_part(&self, upload: &UploadHandle, part: &PartRef) -> Result<(), SinkError> {
         (**self).discard_part(upload, part).await
     }
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError> {
+        (**self).read_part(upload, part).await
+    }
     async fn finalize(
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError> {
-        (**self).finalize(upload, parts, expected).await
+        (**self).finalize(upload, parts, digest).await
     }
     async fn concatenate(
         &self,

@@ -24,7 +24,9 @@ use object_store::signer::{SignedUrlOptions, Signer};
 use object_store::{ClientOptions, ObjectStoreExt, PutPayload};
 use sha2::{Digest as _, Sha256};
 
-use super::{BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle};
+use super::{
+    BlobDigest, BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle,
+};
 use crate::digest::Sha256Digest;
 use crate::error::SinkError;
 use crate::ledger::{PartReceipt, PartRef};
@@ -91,14 +93,17 @@ const PROBE_VALIDITY: Duration = Duration::from_secs(300);
 /// - `discard_part`: nothing to do. S3 cannot delete one part: a part is
 ///   replaced by the next upload of its number, and the parts die with the
 ///   completion or the abort of the upload. It always succeeds.
+/// - `read_part`: [`SinkError::Unsupported`]: S3 cannot read back a part of
+///   a multipart upload (`readable_parts` is false).
 /// - `finalize`: refuses (before asking S3) a part list that is out of order,
 ///   not contiguous, or has a part other than the last below 5 MiB
 ///   (S3's `EntityTooSmall`); then `CompleteMultipartUpload` with the parts
-///   in ledger order, then streams the object back once to compute its
-///   SHA-256 (S3 keeps no SHA-256 of a multipart object: its checksums of
-///   multipart objects are checksums of the parts' checksums), checks the
-///   expected digest, and writes the sidecar. An upload of no parts completes
-///   with one empty part.
+///   in ledger order. With [`BlobDigest::Compute`] it then streams the object
+///   back once to compute its SHA-256 (S3 keeps no SHA-256 of a multipart
+///   object: its checksums of multipart objects are checksums of the parts'
+///   checksums) and checks the expected digest; with [`BlobDigest::Known`]
+///   it takes the caller's digest and reads nothing back. Then it writes the
+///   sidecar. An upload of no parts completes with one empty part.
 /// - `concatenate`: S3's `UploadPartCopy` is not in object_store, so the
 ///   sources' blobs are streamed through this process into parts of the
 ///   target's multipart upload, each of the same size (5 MiB, or more when
@@ -224,6 +229,7 @@ impl S3Sink {
         max_blob_size: MAX_BLOB,
         parts_keyed_by_index: true,
         keeps_parts_on_digest_mismatch: false,
+        readable_parts: false,
     };
 
     /// A sink that keeps its objects under `prefix` (may be empty) in the
@@ -375,7 +381,7 @@ impl S3Sink {
     async fn publish(
         &self,
         up: &Upload,
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
         parts: Option<(&[String], u64)>,
     ) -> Result<FinishedBlob, SinkError> {
         if let Some(done) = self.published(up).await? {
@@ -394,13 +400,23 @@ impl S3Sink {
             }
             check_assembled_from(up, meta.e_tag.as_deref(), etags)?;
         }
-        let finished = self.hash(&up.path).await?;
-        if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
-            return Err(SinkError::DigestMismatch {
-                expected,
-                actual: finished.sha256,
-            });
-        }
+        let finished = match digest {
+            // The caller hashed exactly these parts' bytes: no read-back.
+            BlobDigest::Known(sha256) => FinishedBlob {
+                size: meta.size,
+                sha256,
+            },
+            BlobDigest::Compute { expected } => {
+                let finished = self.hash(&up.path).await?;
+                if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
+                    return Err(SinkError::DigestMismatch {
+                        expected,
+                        actual: finished.sha256,
+                    });
+                }
+                finished
+            }
+        };
         let json = serde_json::to_vec(&finished).map_err(|e| SinkError::Backend(Box::new(e)))?;
         self.store
             .put(&up.sidecar, PutPayload::from(json))
@@ -816,11 +832,23 @@ impl BlobSink for S3Sink {
         Ok(())
     }
 
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError> {
+        self.upload(upload)?;
+        parse_part_ref(&part.part)?;
+        Err(SinkError::Unsupported(
+            "S3 cannot read back a part of a multipart upload",
+        ))
+    }
+
     async fn finalize(
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
-        expected: Option<Sha256Digest>,
+        digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError> {
         let up = self.upload(upload)?;
         if let Some(done) = self.published(&up).await? {
@@ -828,7 +856,7 @@ impl BlobSink for S3Sink {
         }
         let (etags, size) = ordered_parts(parts)?;
         self.complete(&up, &etags).await?;
-        self.publish(&up, expected, Some((&etags, size))).await
+        self.publish(&up, digest, Some((&etags, size))).await
     }
 
     async fn concatenate(
@@ -849,7 +877,9 @@ impl BlobSink for S3Sink {
         }
         let Some((etags, joined)) = self.copy_sources(&up, &finished).await? else {
             // Another call completed the upload, or it was purged.
-            return self.publish(&up, expected, None).await;
+            return self
+                .publish(&up, BlobDigest::Compute { expected }, None)
+                .await;
         };
         if let Some(expected) = expected.filter(|e| *e != joined.sha256) {
             return Err(SinkError::DigestMismatch {
@@ -858,8 +888,8 @@ impl BlobSink for S3Sink {
             });
         }
         self.complete(&up, &etags).await?;
-        self.publish(&up, expected, Some((&etags, joined.size)))
-            .await
+        let digest = BlobDigest::Compute { expected };
+        self.publish(&up, digest, Some((&etags, joined.size))).await
     }
 
     async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError> {
