@@ -77,11 +77,16 @@ fn the_prefix_advances_only_at_its_frontier() {
     assert!(moved);
     assert_eq!(hashed(&s).upto(), 4);
     // The same hash again, from the prefix it started at, is refused.
-    let (s, moved) = advance_hashed(s, &stale, &[c0.clone()], continued(&stale, bytes_of(0)));
+    let (s, moved) = advance_hashed(
+        s,
+        &stale,
+        std::slice::from_ref(&c0),
+        continued(&stale, bytes_of(0)),
+    );
     assert!(!moved);
     // A next prefix that does not end where the parts end is refused.
     let from = hashed(&s);
-    let (s, moved) = advance_hashed(s, &from, &[c1.clone()], continued(&from, b"45"));
+    let (s, moved) = advance_hashed(s, &from, std::slice::from_ref(&c1), continued(&from, b"45"));
     assert!(!moved);
     assert_eq!(hashed(&s), from);
     // A part not recorded as given (another reference) is refused.
@@ -145,7 +150,7 @@ fn other_bytes_inside_the_prefix_reset_it_and_the_same_bytes_keep_it() {
     let (s, moved) = advance_hashed(
         s,
         &before_c1,
-        &[c1.clone()],
+        std::slice::from_ref(&c1),
         continued(&before_c1, bytes_of(1)),
     );
     assert!(!moved);
@@ -158,7 +163,7 @@ fn other_bytes_inside_the_prefix_reset_it_and_the_same_bytes_keep_it() {
     let (s, moved) = advance_hashed(
         s,
         &before_c1,
-        &[c1.clone()],
+        std::slice::from_ref(&c1),
         continued(&before_c1, bytes_of(1)),
     );
     assert!(!moved);
