@@ -2,7 +2,10 @@
 //!
 //! A sink stores the parts of an upload under keys of its own, from any
 //! process, in any order, and assembles them into one blob when the upload is
-//! completed. It keeps no session state: which parts count is decided by the
+//! completed, with a SHA-256 it computes or the engine already knows
+//! ([`BlobDigest`]); a sink that can stream a part back
+//! ([`BlobSink::read_part`]) lets the engine hash parts that arrived out of
+//! order before complete. It keeps no session state: which parts count is decided by the
 //! session's [`Ledger`](crate::ledger::Ledger), kept by the
 //! [`SessionStore`](crate::store::SessionStore).
 

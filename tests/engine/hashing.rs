@@ -129,8 +129,23 @@ async fn chunks_ahead_of_the_prefix_are_read_back_at_most_once(backend: Backend)
     let me = Owner::new("alice");
     let source = data(SIZE, 41);
     let info = rig.start(&me, &source, false).await;
-    let order = [3, 4, 1, 2, 0, 5, 6, 8, 7, 9, 10];
-    for index in order {
+    for index in [3, 4, 1, 2] {
+        rig.send(&me, &info, &source[chunk(&info, SIZE, index)], index)
+            .await;
+    }
+    assert_eq!(
+        rig.sink.calls(SinkOp::ReadPart),
+        0,
+        "nothing to catch up on"
+    );
+    // Chunk 0 reaches the chunks ahead of it: they are read back in the
+    // background, and the reply does not wait for it.
+    let read_back = rig.sink.hold_next(SinkOp::ReadPart);
+    rig.send(&me, &info, &source[chunk(&info, SIZE, 0)], 0)
+        .await;
+    read_back.reached().await;
+    read_back.release();
+    for index in [5, 6, 8, 7, 9, 10] {
         rig.send(&me, &info, &source[chunk(&info, SIZE, index)], index)
             .await;
     }
@@ -187,10 +202,30 @@ async fn a_retry_inside_the_prefix_still_gives_the_right_digest(backend: Backend
         rig.send(&me, &info, &source[chunk(&info, SIZE, index)], index)
             .await;
     }
-    // Chunk 2 again with other bytes, then with the right ones: each
-    // replaces bytes inside the hashed prefix.
+    // Chunk 2 again with other bytes: they replace bytes inside the hashed
+    // prefix, which covered the whole file, so the file's digest is now the
+    // damaged file's.
     let good = &source[chunk(&info, SIZE, 2)];
-    rig.send(&me, &info, &flipped(good), 2).await;
+    let damaged = flipped(good);
+    rig.send(&me, &info, &damaged, 2).await;
+    let mut file = source.clone();
+    file[chunk(&info, SIZE, 2)].copy_from_slice(&damaged);
+    assert_err!(
+        rig.engine
+            .complete_expecting(&me, info.id, Some(sha256(&source)))
+            .await,
+        Error::ChecksumMismatch {
+            scope: DigestScope::File,
+            actual,
+            ..
+        } if actual == sha256(&file).into()
+    );
+    assert_eq!(
+        rig.sink.calls(SinkOp::Finalize),
+        0,
+        "the sink was not asked"
+    );
+    // The right bytes again: the digest is the source's.
     rig.send(&me, &info, good, 2).await;
     rig.complete_known(&me, info.id, &source).await;
 }
