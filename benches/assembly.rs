@@ -10,6 +10,9 @@
 //!   computes the SHA-256 of the whole file on the way (checked against the
 //!   expected digest), fsyncs, publishes the blob and removes the parts. The
 //!   upload is purged afterwards, untimed.
+//! - `fs_sink_finalize_known`: the same, with the digest known
+//!   ([`BlobDigest::Known`], as the engine passes it when it hashed the
+//!   chunks as they arrived): the copy without the hashing.
 //! - `plain_copy` (baseline): `std::fs::copy` of one 256 MiB file holding the
 //!   same bytes, followed by an fsync of the copy so that both functions end
 //!   with the bytes durable. No hashing. On Linux `std::fs::copy` uses
@@ -159,6 +162,24 @@ fn assembly(c: &mut Criterion) {
                     (TOTAL as u64, upload_ref.whole),
                     "finalize assembled the wrong bytes"
                 );
+                sink_ref.purge(&handle).await.expect("purge");
+            }
+            timed
+        });
+    });
+
+    group.bench_function("fs_sink_finalize_known", |b| {
+        b.to_async(&runtime).iter_custom(|iters| async move {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let (handle, parts) = stage(sink_ref, upload_ref).await;
+                let start = Instant::now();
+                let blob = sink_ref
+                    .finalize(&handle, &parts, BlobDigest::Known(upload_ref.whole))
+                    .await
+                    .expect("finalize");
+                timed += start.elapsed();
+                assert_eq!((blob.size, blob.sha256), (TOTAL as u64, upload_ref.whole));
                 sink_ref.purge(&handle).await.expect("purge");
             }
             timed

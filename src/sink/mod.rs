@@ -68,7 +68,7 @@ pub struct FinishedBlob {
     pub sha256: Sha256Digest,
 }
 
-/// What sizes of parts and blobs a sink can take, and two behaviours some
+/// What sizes of parts and blobs a sink can take, and behaviours some
 /// backends cannot avoid. The engine picks every session's chunk size within
 /// the bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
