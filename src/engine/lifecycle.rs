@@ -223,12 +223,18 @@ impl Engine {
                 .await
                 .map_err(AssemblyFailure::Sink);
         }
-        // A catch-up of this process may be moving the hashed prefix: let it
-        // land, then take the prefix as stored now.
-        self.caught_up(session.id).await;
-        let ledger = self.current_ledger(session).await;
-        let parts: Vec<PartReceipt> = ledger.parts().cloned().collect();
         let size = session.file.size.unwrap_or(0);
+        let ledger = match session.state.ledger() {
+            // Hashed as it arrived: nothing to wait for.
+            Some(ledger) if ledger.hashed().upto() == size => ledger.clone(),
+            // A catch-up of this process may be moving the hashed prefix:
+            // let it land, then take the prefix as stored now.
+            _ => {
+                self.caught_up(session.id).await;
+                self.current_ledger(session).await
+            }
+        };
+        let parts: Vec<PartReceipt> = ledger.parts().cloned().collect();
         let digest = self
             .blob_digest(&session.upload, &ledger, size, expected)
             .await
