@@ -6,11 +6,30 @@
 //! `[i * chunk_size, ...)`; appending dialects add parts at the current
 //! offset. Parts never overlap, except that a part may be replaced by a part
 //! with exactly the same range (a retried chunk).
+//!
+//! # The running whole-file digest
+//! The ledger also keeps a [`HashedPrefix`]: the state of a SHA-256 over the
+//! file's bytes `[0, upto)`, which are always the bytes of the recorded parts
+//! from offset 0 (so `upto` is 0 or the end of a part of the gap-free
+//! prefix). The engine feeds a chunk or an append that starts exactly at
+//! `upto` to a hasher resumed from that state while its body streams in, and
+//! advances the prefix with [`Ledger::advance_hashed`] in the same
+//! compare-and-swap that records the part; parts that arrived ahead of
+//! `upto` are hashed later from the sink. Once `upto` reaches the file's
+//! size, the whole-file digest is known without reading the data again.
+//!
+//! A hash cannot be rewound: when a part inside the prefix is replaced by
+//! different bytes (a retried chunk whose receipt has another SHA-256), the
+//! prefix goes back to nothing and the digest is computed again later. A
+//! retry with the same bytes keeps it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 
 use crate::digest::Sha256Digest;
 
@@ -62,11 +81,122 @@ pub struct Overlap {
     pub existing: Range<u64>,
 }
 
-/// The set of recorded parts, ordered by offset, never overlapping.
+/// The SHA-256 of the file's first [`upto`](HashedPrefix::upto) bytes, kept
+/// as the resumable state of the hasher (see the [module
+/// documentation](self#the-running-whole-file-digest)).
+///
+/// The state holds the hash's chaining value and the bytes of the last
+/// partial 64-byte block, so a session record that keeps one holds up to 63
+/// bytes of the file.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "HashedRecord", into = "HashedRecord")]
+pub struct HashedPrefix {
+    upto: u64,
+    /// The serialized [`Sha256`] state after `upto` bytes; always one that
+    /// deserializes.
+    state: Vec<u8>,
+}
+
+impl HashedPrefix {
+    /// The prefix of `upto` bytes that `hasher` has hashed.
+    pub fn new(upto: u64, hasher: &Sha256) -> Self {
+        HashedPrefix {
+            upto,
+            state: hasher.serialize().to_vec(),
+        }
+    }
+
+    /// How many bytes from the start of the file are hashed.
+    pub fn upto(&self) -> u64 {
+        self.upto
+    }
+
+    /// Whether nothing is hashed yet.
+    pub fn is_empty(&self) -> bool {
+        self.upto == 0
+    }
+
+    /// A hasher that continues from here: feed it the bytes from `upto` on.
+    pub fn hasher(&self) -> Sha256 {
+        decode_state(&self.state).unwrap_or_default()
+    }
+
+    /// The SHA-256 of the bytes `[0, upto)`.
+    pub fn digest(&self) -> Sha256Digest {
+        Sha256Digest::from_hasher(self.hasher())
+    }
+}
+
+impl Default for HashedPrefix {
+    /// Nothing hashed.
+    fn default() -> Self {
+        HashedPrefix::new(0, &Sha256::default())
+    }
+}
+
+impl fmt::Debug for HashedPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HashedPrefix")
+            .field("upto", &self.upto)
+            .finish_non_exhaustive()
+    }
+}
+
+fn decode_state(bytes: &[u8]) -> Option<Sha256> {
+    let state = SerializedState::<Sha256>::try_from(bytes).ok()?;
+    Sha256::deserialize(&state).ok()
+}
+
+/// A [`HashedPrefix`] as stored: its state in hex.
+#[derive(Serialize, Deserialize)]
+struct HashedRecord {
+    upto: u64,
+    state: String,
+}
+
+impl From<HashedPrefix> for HashedRecord {
+    fn from(h: HashedPrefix) -> Self {
+        HashedRecord {
+            upto: h.upto,
+            state: hex::encode(h.state),
+        }
+    }
+}
+
+impl TryFrom<HashedRecord> for HashedPrefix {
+    type Error = &'static str;
+
+    fn try_from(r: HashedRecord) -> Result<Self, Self::Error> {
+        let state = hex::decode(&r.state).map_err(|_| "a hash state is hex")?;
+        decode_state(&state).ok_or("not a SHA-256 state of this version")?;
+        Ok(HashedPrefix {
+            upto: r.upto,
+            state,
+        })
+    }
+}
+
+/// The set of recorded parts, ordered by offset, never overlapping, and the
+/// part of them already hashed.
+///
+/// Stored as the fields `ledger` (the receipts) and `hashed` (the
+/// [`HashedPrefix`], left out while empty) of the session state that holds
+/// it; a record without `hashed` loads with nothing hashed, and a prefix that
+/// does not fit the receipts (or a hash state this version cannot read) is
+/// dropped, to be computed again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "Vec<PartReceipt>", into = "Vec<PartReceipt>")]
+#[serde(from = "LedgerRecord", into = "LedgerRecord")]
 pub struct Ledger {
     parts: BTreeMap<u64, PartReceipt>,
+    hashed: HashedPrefix,
+}
+
+/// A [`Ledger`] as stored.
+#[derive(Serialize, Deserialize)]
+struct LedgerRecord {
+    ledger: Vec<PartReceipt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hashed: Option<HashedRecord>,
 }
 
 impl Ledger {
@@ -91,6 +221,10 @@ impl Ledger {
         }
         if let Some(same) = self.parts.get(&receipt.offset) {
             if same.len == receipt.len {
+                // Other bytes inside the hashed prefix: it no longer holds.
+                if receipt.offset < self.hashed.upto && same.sha256 != receipt.sha256 {
+                    self.hashed = HashedPrefix::default();
+                }
                 return Ok(self.parts.insert(receipt.offset, receipt));
             }
             return Err(Overlap {
@@ -170,12 +304,57 @@ impl Ledger {
     pub fn is_complete(&self, size: u64) -> bool {
         self.contiguous_end() == size && self.received_bytes() == size
     }
+
+    /// The hashed prefix of the file.
+    pub fn hashed(&self) -> &HashedPrefix {
+        &self.hashed
+    }
+
+    /// The recorded parts that follow the hashed prefix without a gap, in
+    /// file order: what can be hashed next.
+    pub fn unhashed_parts(&self) -> impl Iterator<Item = &PartReceipt> + '_ {
+        let mut at = self.hashed.upto;
+        self.parts.range(at..).map(|(_, p)| p).take_while(move |p| {
+            let next = p.offset == at;
+            at = p.range().end;
+            next
+        })
+    }
+
+    /// Moves the hashed prefix from `from` to `next`, where `next` is `from`
+    /// continued with the bytes of `covering`: parts that follow `from`
+    /// without a gap. Done only if the prefix is still `from` and every part
+    /// of `covering` is still recorded as it was (another writer may have
+    /// moved the prefix, or replaced a part, since the bytes were hashed);
+    /// returns whether it was.
+    pub fn advance_hashed(
+        &mut self,
+        from: &HashedPrefix,
+        covering: &[PartReceipt],
+        next: HashedPrefix,
+    ) -> bool {
+        if self.hashed != *from || covering.is_empty() {
+            return false;
+        }
+        let mut at = from.upto;
+        for part in covering {
+            if part.offset != at || self.parts.get(&part.offset) != Some(part) {
+                return false;
+            }
+            at = part.range().end;
+        }
+        if next.upto != at {
+            return false;
+        }
+        self.hashed = next;
+        true
+    }
 }
 
 impl From<Vec<PartReceipt>> for Ledger {
-    /// Rebuilds a ledger from stored receipts. Stored records come from
-    /// [`Ledger::insert`], so they never overlap; a corrupt record that does
-    /// keeps the first part of each overlap.
+    /// Rebuilds a ledger from stored receipts, with nothing hashed. Stored
+    /// records come from [`Ledger::insert`], so they never overlap; a
+    /// corrupt record that does keeps the first part of each overlap.
     fn from(parts: Vec<PartReceipt>) -> Self {
         let mut ledger = Ledger::new();
         for p in parts {
@@ -185,9 +364,35 @@ impl From<Vec<PartReceipt>> for Ledger {
     }
 }
 
-impl From<Ledger> for Vec<PartReceipt> {
+impl From<LedgerRecord> for Ledger {
+    fn from(record: LedgerRecord) -> Self {
+        let mut ledger = Ledger::from(record.ledger);
+        let hashed = record.hashed.and_then(|r| HashedPrefix::try_from(r).ok());
+        // Only a prefix that ends where a part of the gap-free prefix ends
+        // can be the hash of recorded bytes.
+        if let Some(hashed) = hashed.filter(|h| {
+            h.upto == 0
+                || ledger
+                    .parts
+                    .range(..h.upto)
+                    .next_back()
+                    .is_some_and(|(_, p)| {
+                        p.range().end == h.upto && ledger.contiguous_end() >= h.upto
+                    })
+        }) {
+            ledger.hashed = hashed;
+        }
+        ledger
+    }
+}
+
+impl From<Ledger> for LedgerRecord {
     fn from(l: Ledger) -> Self {
-        l.parts.into_values().collect()
+        let hashed = (!l.hashed.is_empty()).then(|| HashedRecord::from(l.hashed));
+        LedgerRecord {
+            ledger: l.parts.into_values().collect(),
+            hashed,
+        }
     }
 }
 

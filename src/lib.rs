@@ -14,7 +14,11 @@
 //!   [`SessionStore`], asks the machine, streams chunk bodies into a
 //!   [`BlobSink`] (counting and hashing on the way), and records the result
 //!   by compare-and-swap. Nothing is cached, so several processes can share
-//!   one store and one sink.
+//!   one store and one sink. The whole file's SHA-256 is kept running in the
+//!   session's [`ledger`] as the bytes arrive (chunks that came ahead of it
+//!   are read back once, in the background), so complete usually hands the
+//!   sink a known digest instead of reading the file again (see
+//!   [`engine`](engine#the-whole-file-digest-hashed-once)).
 //! - [`Policy`]: validation and authorization, consulted at initiate and on
 //!   every later operation.
 //! - [`Clock`]: injected time ([`SystemClock`], or [`ManualClock`] in tests).

@@ -20,7 +20,7 @@ use std::ops::Range;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Operation};
-use crate::ledger::{Ledger, PartReceipt};
+use crate::ledger::{HashedPrefix, Ledger, PartReceipt};
 use crate::session::{
     ExpiryReason, FileMeta, Owner, Session, SessionId, SessionState, StateKind, UploadKind,
 };
@@ -213,6 +213,28 @@ pub fn record_chunk(
         ..session
     };
     Ok((session, replaced))
+}
+
+/// Advances the hashed prefix of an open or finalizing session from `from`
+/// to `next`, which is `from` continued with the bytes of `covering` (see
+/// [`Ledger::advance_hashed`]): after recording a part that was hashed as it
+/// streamed in, or after hashing recorded parts from the sink. Returns the
+/// session and whether the prefix moved; it does not when another writer
+/// moved the prefix or replaced one of the parts meanwhile, or when the
+/// session no longer has a ledger. Records no activity: the expiry stays.
+pub fn advance_hashed(
+    mut session: Session,
+    from: &HashedPrefix,
+    covering: &[PartReceipt],
+    next: HashedPrefix,
+) -> (Session, bool) {
+    let advanced = match &mut session.state {
+        SessionState::Open { ledger } | SessionState::Finalizing { ledger, .. } => {
+            ledger.advance_hashed(from, covering, next)
+        }
+        _ => false,
+    };
+    (session, advanced)
 }
 
 /// Checks that bytes may be appended at `offset` now, before the body is

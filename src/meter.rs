@@ -1,6 +1,12 @@
 //! A body stream that counts, hashes and enforces a length on the way to the
 //! sink, and reports how the body ended.
 //!
+//! Each buffer is hashed as it passes: by the part's own SHA-256 (its
+//! receipt's digest), by the algorithm of a declared checksum if another,
+//! and, when the body starts where the file's hashed prefix ends, by the
+//! running whole-file hasher resumed from that prefix. All of them read the
+//! same buffer once it arrived, so the bytes are passed over once.
+//!
 //! The sink sees an error item, and so stores nothing, whenever the body
 //! breaks its length rule, fails (unless the caller keeps cut-off bodies), or
 //! does not match a declared checksum. The engine learns which of these
@@ -13,6 +19,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 use futures::stream::BoxStream;
+use sha2::{Digest as _, Sha256};
 
 use crate::checksum::{Checksum, ChecksumAlgorithm, Hasher, LateChecksum};
 use crate::digest::Sha256Digest;
@@ -48,6 +55,9 @@ pub(crate) enum MeterOutcome {
         len: u64,
         sha256: Sha256Digest,
         cut_off: Option<BoxError>,
+        /// The running whole-file hasher, continued with this body's bytes,
+        /// if one was given.
+        running: Option<Sha256>,
     },
     /// More bytes than allowed arrived; the body was cut off.
     TooLong,
@@ -87,18 +97,23 @@ pub(crate) struct Metered {
     /// SHA-256 first, then the algorithms a checksum may need; empty once
     /// the body ended.
     hashers: Vec<Hasher>,
+    /// The whole file's hasher, resumed where this body starts.
+    running: Option<Sha256>,
     report: MeterReport,
 }
 
 impl Metered {
     /// Meters `inner` under `rule`. With `keep_cut_off`, a body that fails
     /// mid-way ends cleanly with the bytes received (unless a checksum is
-    /// expected, which such a body cannot match).
+    /// expected, which such a body cannot match). `running`, the whole
+    /// file's hasher resumed where this body starts, is fed the body's
+    /// bytes too and handed back with an acceptable body's outcome.
     pub(crate) fn new(
         inner: BoxStream<'static, Result<Bytes, BoxError>>,
         rule: LengthRule,
         keep_cut_off: bool,
         expected: Expected,
+        running: Option<Sha256>,
     ) -> (Self, MeterReport) {
         let mut hashers = vec![Hasher::new(ChecksumAlgorithm::Sha256)];
         match &expected {
@@ -121,6 +136,7 @@ impl Metered {
             expected,
             seen: 0,
             hashers,
+            running,
             report: report.clone(),
         };
         (metered, report)
@@ -132,6 +148,7 @@ impl Metered {
         message: &'static str,
     ) -> Poll<Option<std::io::Result<Bytes>>> {
         self.hashers.clear();
+        self.running = None;
         self.report.set(outcome);
         Poll::Ready(Some(Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -199,6 +216,7 @@ impl Metered {
             len: self.seen,
             sha256,
             cut_off,
+            running: self.running.take(),
         });
         Poll::Ready(None)
     }
@@ -225,6 +243,9 @@ impl Stream for Metered {
                 }
                 for h in &mut this.hashers {
                     h.update(&bytes);
+                }
+                if let Some(running) = &mut this.running {
+                    running.update(&bytes);
                 }
                 Poll::Ready(Some(Ok(bytes)))
             }
@@ -260,6 +281,16 @@ mod tests {
         futures::stream::iter([Ok(Bytes::from_static(data)), Err("reset".into())]).boxed()
     }
 
+    /// A meter without a running whole-file hasher.
+    fn metered(
+        inner: BoxStream<'static, Result<Bytes, BoxError>>,
+        rule: LengthRule,
+        keep_cut_off: bool,
+        expected: Expected,
+    ) -> (Metered, MeterReport) {
+        Metered::new(inner, rule, keep_cut_off, expected, None)
+    }
+
     async fn drain(m: Metered) -> (Vec<u8>, bool) {
         let items: Vec<_> = m.collect().await;
         let failed = items.iter().any(Result::is_err);
@@ -275,7 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn exact_length_passes_and_is_hashed() {
-        let (m, report) = Metered::new(
+        let (m, report) = metered(
             body(&[b"ab", b"c"]),
             LengthRule::Exact(3),
             false,
@@ -288,6 +319,7 @@ mod tests {
                 len: 3,
                 sha256,
                 cut_off: None,
+                running: None,
             }) => {
                 assert_eq!(sha256, Sha256Digest::of(b"abc"))
             }
@@ -297,7 +329,7 @@ mod tests {
 
     #[tokio::test]
     async fn long_short_and_wrong_checksum_bodies_end_in_an_error() {
-        let (m, r) = Metered::new(
+        let (m, r) = metered(
             body(&[b"ab", b"cd"]),
             LengthRule::Exact(3),
             false,
@@ -306,7 +338,7 @@ mod tests {
         assert!(drain(m).await.1);
         assert!(matches!(r.take(), Some(MeterOutcome::TooLong)));
 
-        let (m, r) = Metered::new(
+        let (m, r) = metered(
             body(&[b"ab"]),
             LengthRule::Exact(3),
             false,
@@ -316,14 +348,14 @@ mod tests {
         assert!(matches!(r.take(), Some(MeterOutcome::TooShort(2))));
 
         let wrong = Expected::Now(Sha256Digest::of(b"abd").into());
-        let (m, r) = Metered::new(body(&[b"abc"]), LengthRule::Exact(3), false, wrong);
+        let (m, r) = metered(body(&[b"abc"]), LengthRule::Exact(3), false, wrong);
         assert!(drain(m).await.1);
         assert!(matches!(
             r.take(),
             Some(MeterOutcome::ChecksumMismatch { .. })
         ));
 
-        let (m, r) = Metered::new(
+        let (m, r) = metered(
             failing_after(b"a"),
             LengthRule::Exact(3),
             false,
@@ -335,7 +367,7 @@ mod tests {
 
     #[tokio::test]
     async fn appends_take_up_to_the_limit_and_keep_cut_off_bodies() {
-        let (m, r) = Metered::new(
+        let (m, r) = metered(
             body(&[b"ab"]),
             LengthRule::AtMost(Some(3)),
             false,
@@ -347,7 +379,7 @@ mod tests {
             Some(MeterOutcome::Complete { len: 2, .. })
         ));
 
-        let (m, r) = Metered::new(
+        let (m, r) = metered(
             body(&[b"abcd"]),
             LengthRule::AtMost(Some(3)),
             false,
@@ -356,7 +388,7 @@ mod tests {
         assert!(drain(m).await.1);
         assert!(matches!(r.take(), Some(MeterOutcome::TooLong)));
 
-        let (m, r) = Metered::new(
+        let (m, r) = metered(
             failing_after(b"ab"),
             LengthRule::AtMost(None),
             true,
@@ -375,14 +407,14 @@ mod tests {
 
         // A cut-off body cannot match a checksum, so it is not kept.
         let sum = Expected::Now(sha1_of(b"ab"));
-        let (m, r) = Metered::new(failing_after(b"ab"), LengthRule::AtMost(None), true, sum);
+        let (m, r) = metered(failing_after(b"ab"), LengthRule::AtMost(None), true, sum);
         assert!(drain(m).await.1);
         assert!(matches!(r.take(), Some(MeterOutcome::Failed(_))));
     }
 
     #[tokio::test]
     async fn other_algorithms_and_late_checksums_are_verified() {
-        let (m, r) = Metered::new(
+        let (m, r) = metered(
             body(&[b"abc"]),
             LengthRule::AtMost(None),
             false,
@@ -392,7 +424,7 @@ mod tests {
         assert!(matches!(r.take(), Some(MeterOutcome::Complete { .. })));
 
         let late = LateChecksum::new();
-        let (m, r) = Metered::new(
+        let (m, r) = metered(
             body(&[b"abc"]),
             LengthRule::AtMost(None),
             false,
@@ -406,7 +438,7 @@ mod tests {
         ));
 
         let late = LateChecksum::new();
-        let (m, r) = Metered::new(
+        let (m, r) = metered(
             body(&[b"abc"]),
             LengthRule::AtMost(None),
             false,
@@ -419,7 +451,7 @@ mod tests {
         // A late checksum that never comes vouches for nothing: neither a
         // whole body nor a cut-off one is kept.
         for (stream, keep_cut_off) in [(body(&[b"abc"]), false), (failing_after(b"ab"), true)] {
-            let (m, r) = Metered::new(
+            let (m, r) = metered(
                 stream,
                 LengthRule::AtMost(None),
                 keep_cut_off,
@@ -428,5 +460,66 @@ mod tests {
             assert!(drain(m).await.1);
             assert!(matches!(r.take(), Some(MeterOutcome::Failed(_))));
         }
+    }
+
+    #[tokio::test]
+    async fn the_running_hasher_continues_over_an_accepted_body_only() {
+        let mut resumed = Sha256::new();
+        resumed.update(b"0123");
+        let (m, r) = Metered::new(
+            body(&[b"45", b"6"]),
+            LengthRule::AtMost(None),
+            false,
+            Expected::Nothing,
+            Some(resumed.clone()),
+        );
+        assert!(!drain(m).await.1);
+        match r.take() {
+            Some(MeterOutcome::Complete {
+                sha256,
+                running: Some(running),
+                ..
+            }) => {
+                assert_eq!(sha256, Sha256Digest::of(b"456"), "the part's own digest");
+                assert_eq!(
+                    Sha256Digest::from_hasher(running),
+                    Sha256Digest::of(b"0123456"),
+                    "the whole file's so far"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // A kept cut-off body continues it with the bytes kept.
+        let (m, r) = Metered::new(
+            failing_after(b"45"),
+            LengthRule::AtMost(None),
+            true,
+            Expected::Nothing,
+            Some(resumed.clone()),
+        );
+        assert!(!drain(m).await.1);
+        match r.take() {
+            Some(MeterOutcome::Complete {
+                running: Some(running),
+                cut_off: Some(_),
+                ..
+            }) => assert_eq!(
+                Sha256Digest::from_hasher(running),
+                Sha256Digest::of(b"012345")
+            ),
+            other => panic!("{other:?}"),
+        }
+
+        // A refused body hands nothing back.
+        let (m, r) = Metered::new(
+            body(&[b"45"]),
+            LengthRule::Exact(3),
+            false,
+            Expected::Nothing,
+            Some(resumed),
+        );
+        assert!(drain(m).await.1);
+        assert!(matches!(r.take(), Some(MeterOutcome::TooShort(2))));
     }
 }

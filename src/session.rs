@@ -359,13 +359,17 @@ pub enum ExpiryReason {
 pub enum SessionState {
     /// Accepting chunks; the ledger says which bytes have arrived.
     Open {
-        /// The bytes received so far.
+        /// The bytes received so far (stored as the fields `ledger` and
+        /// `hashed`).
+        #[serde(flatten)]
         ledger: Ledger,
     },
     /// A complete request is assembling the blob; no chunk is accepted. If the
     /// finalizer dies, another complete may take over after `lease_until`.
     Finalizing {
-        /// The bytes being assembled.
+        /// The bytes being assembled (stored as the fields `ledger` and
+        /// `hashed`).
+        #[serde(flatten)]
         ledger: Ledger,
         /// Until when the current finalizer holds the session.
         lease_until: SystemTime,

@@ -23,7 +23,9 @@
 //!   acknowledges a short part).
 //!
 //! [`calls`](FaultyStore::calls) and [`injected`](FaultyStore::injected)
-//! count what each operation saw. Both wrappers are meant to be shared with
+//! count what each operation saw; the sink also keeps the digest argument of
+//! every `finalize` ([`finalize_digests`](FaultySink::finalize_digests)) and
+//! the receipt of every `read_part` ([`parts_read`](FaultySink::parts_read)). Both wrappers are meant to be shared with
 //! the engine through an [`Arc`], which implements the traits:
 //! ```
 //! use std::sync::Arc;
@@ -96,10 +98,10 @@ pub enum SinkOp {
     PutPart,
     /// [`BlobSink::discard_part`].
     DiscardPart,
-    /// [`BlobSink::finalize`].
-    Finalize,
     /// [`BlobSink::read_part`].
     ReadPart,
+    /// [`BlobSink::finalize`].
+    Finalize,
     /// [`BlobSink::concatenate`].
     Concatenate,
     /// [`BlobSink::read`].
@@ -534,6 +536,14 @@ impl<S: SessionStore> SessionStore for FaultyStore<S> {
 pub struct FaultySink<K> {
     inner: K,
     script: Mutex<Script<SinkOp, SinkAction>>,
+    seen: Mutex<Seen>,
+}
+
+/// The arguments of the calls a test may want to look at.
+#[derive(Debug, Default)]
+struct Seen {
+    digests: Vec<BlobDigest>,
+    parts_read: Vec<PartReceipt>,
 }
 
 impl<K: BlobSink> FaultySink<K> {
@@ -542,6 +552,7 @@ impl<K: BlobSink> FaultySink<K> {
         FaultySink {
             inner,
             script: Mutex::default(),
+            seen: Mutex::default(),
         }
     }
 
@@ -656,6 +667,16 @@ impl<K: BlobSink> FaultySink<K> {
         lock(&self.script).pending(op)
     }
 
+    /// The `digest` argument of every `finalize` call so far, in order.
+    pub fn finalize_digests(&self) -> Vec<BlobDigest> {
+        lock(&self.seen).digests.clone()
+    }
+
+    /// The receipt of every `read_part` call so far, in order.
+    pub fn parts_read(&self) -> Vec<PartReceipt> {
+        lock(&self.seen).parts_read.clone()
+    }
+
     /// Runs one call of `op` under the script; `forward` is the inner call.
     async fn call<T, F>(&self, op: SinkOp, forward: F) -> Result<T, SinkError>
     where
@@ -738,23 +759,25 @@ impl<K: BlobSink> BlobSink for FaultySink<K> {
             .await
     }
 
+    async fn read_part(
+        &self,
+        upload: &UploadHandle,
+        part: &PartReceipt,
+    ) -> Result<ByteStream, SinkError> {
+        lock(&self.seen).parts_read.push(part.clone());
+        let forward = self.inner.read_part(upload, part);
+        self.call(SinkOp::ReadPart, forward).await
+    }
+
     async fn finalize(
         &self,
         upload: &UploadHandle,
         parts: &[PartReceipt],
         digest: BlobDigest,
     ) -> Result<FinishedBlob, SinkError> {
+        lock(&self.seen).digests.push(digest);
         let forward = self.inner.finalize(upload, parts, digest);
         self.call(SinkOp::Finalize, forward).await
-    }
-
-    async fn read_part(
-        &self,
-        upload: &UploadHandle,
-        part: &PartReceipt,
-    ) -> Result<ByteStream, SinkError> {
-        let forward = self.inner.read_part(upload, part);
-        self.call(SinkOp::ReadPart, forward).await
     }
 
     async fn concatenate(

@@ -14,8 +14,9 @@
 //!   [`store::run_all`].
 //! - [`sink`]: one `pub async fn` per rule of [`BlobSink`](crate::BlobSink)
 //!   (assembly and digests, parts in any order and concurrently, failing
-//!   bodies, digest mismatches, idempotent finalize and purge, late parts,
-//!   empty uploads, capabilities), and [`sink::run_all`].
+//!   bodies, digest mismatches, known digests, parts read back, idempotent
+//!   finalize and purge, late parts, empty uploads, capabilities), and
+//!   [`sink::run_all`].
 //!
 //! Each check panics with a message naming the rule it found broken, so it
 //! is meant to be called from a test. Checks clean up what they create when
@@ -73,7 +74,7 @@ mod fixtures {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use crate::digest::Sha256Digest;
-    use crate::ledger::{PartReceipt, PartRef};
+    use crate::ledger::{HashedPrefix, PartReceipt, PartRef};
     use crate::machine::{self, Completion, Timeouts};
     use crate::session::{ExpiryReason, FileMeta, FileName, Owner, Session, SessionId};
     use crate::sink::{FinishedBlob, UploadHandle};
@@ -167,6 +168,16 @@ mod fixtures {
             };
             machine::finish_complete(s, blob, at(5), &TIMEOUTS).expect("finish_complete")
         };
+        let hashed = || {
+            let s = partial();
+            let first = receipt(&s, 0);
+            let mut hasher = sha2::Sha256::default();
+            sha2::Digest::update(&mut hasher, s.id.to_string().as_bytes());
+            let next = HashedPrefix::new(first.range().end, &hasher);
+            let (s, moved) = machine::advance_hashed(s, &HashedPrefix::default(), &[first], next);
+            assert!(moved, "the suite's hashed prefix must fit its receipts");
+            s
+        };
         let aborted = || machine::abort(partial(), at(7), &TIMEOUTS).expect("abort");
         let expired = || machine::expire(partial(), ExpiryReason::Abandoned, at(8), &TIMEOUTS);
         let unclaimed = || machine::expire(completed(), ExpiryReason::Unclaimed, at(9), &TIMEOUTS);
@@ -177,6 +188,7 @@ mod fixtures {
                 open_session(owner, 0, t0),
             ),
             ("an open session with chunks", partial()),
+            ("an open session with a hashed prefix", hashed()),
             ("a finalizing session", finalizing()),
             (
                 "a reopened session",

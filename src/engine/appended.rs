@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use futures::Stream;
 
+use super::hashing::Resumed;
 use super::types::{AppendOptions, AppendReceipt, NewAppendUpload, SessionStatus};
 use super::{Actor, BodyFailure, Engine, outcome_unknown};
 use crate::error::{BoxError, DigestScope, Error, Operation, SinkError};
@@ -184,6 +185,8 @@ impl Engine {
             });
         }
         let upload = loaded.session.upload.clone();
+        // Bytes appended where the hashed prefix ends continue it.
+        let resumed = Resumed::at(&loaded.session, offset);
         let stored = if options.declared_len == Some(0) {
             None
         } else {
@@ -202,8 +205,10 @@ impl Engine {
                 len: None,
             };
             let rule = LengthRule::AtMost(limit);
+            let running = resumed.as_ref().map(Resumed::hasher);
+            let keep = options.keep_cut_off;
             match self
-                .store_body(&upload, spec, body, rule, options.keep_cut_off, expected)
+                .store_body(&upload, spec, body, rule, keep, expected, running)
                 .await
             {
                 Ok(stored) => Some(stored),
@@ -236,6 +241,12 @@ impl Engine {
             part: s.part.clone(),
         });
         let len = receipt.as_ref().map_or(0, |r| r.len);
+        let advance = match (resumed, &receipt, stored.as_ref()) {
+            (Some(resumed), Some(receipt), Some(stored)) => {
+                resumed.advance(receipt, stored.running.clone())
+            }
+            _ => None,
+        };
         let timeouts = self.config.timeouts;
         let recorded = self
             .update(id, actor, |s, now| {
@@ -246,6 +257,10 @@ impl Engine {
                 let s = match &receipt {
                     Some(r) => machine::record_append(s, r.clone(), now, &timeouts)?,
                     None => machine::record_append(s, empty_receipt(offset), now, &timeouts)?,
+                };
+                let s = match &advance {
+                    Some(advance) => advance.apply(s),
+                    None => s,
                 };
                 let s = if last {
                     machine::declare_length(s, offset + len, now)?
@@ -267,6 +282,7 @@ impl Engine {
         if let Some(stored) = stored.filter(|s| s.len == 0) {
             let _ = self.sink.discard_part(&upload, &stored.part).await;
         }
+        self.catch_up_after(&session);
         let completed = if machine::is_fully_received(&session) {
             Some(self.finish(id, Actor::Engine).await?)
         } else {

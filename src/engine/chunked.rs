@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use futures::Stream;
 
+use super::hashing::Resumed;
 use super::types::{ChunkOptions, ChunkReceipt, NewUpload, SessionInfo};
 use super::{Actor, BodyFailure, Engine, outcome_unknown};
 use crate::error::{BodyLength, BoxError, DigestScope, Error, Operation, SinkError};
@@ -51,9 +52,11 @@ impl Engine {
     }
 
     /// Streams chunk `index` into the sink and records it. The body must have
-    /// exactly the chunk's length; it is hashed on the way through. Any chunk
-    /// may be sent in any order, concurrently with others, and again (the
-    /// latest recorded upload of a chunk wins).
+    /// exactly the chunk's length; it is hashed on the way through (also
+    /// into the whole file's digest when it starts where the hashed prefix
+    /// ends; chunks that arrived ahead of it are hashed from the sink in the
+    /// background). Any chunk may be sent in any order, concurrently with
+    /// others, and again (the latest recorded upload of a chunk wins).
     pub async fn upload_chunk<S, E>(
         &self,
         caller: &Owner,
@@ -81,8 +84,12 @@ impl Engine {
             len: Some(len),
         };
         let upload = loaded.session.upload.clone();
+        // A chunk that starts where the hashed prefix ends continues it.
+        let resumed = Resumed::at(&loaded.session, range.start);
+        let running = resumed.as_ref().map(Resumed::hasher);
+        let rule = LengthRule::Exact(len);
         let stored = match self
-            .store_body(&upload, spec, body, LengthRule::Exact(len), false, expected)
+            .store_body(&upload, spec, body, rule, false, expected, running)
             .await
         {
             Ok(stored) => stored,
@@ -98,6 +105,7 @@ impl Engine {
             sha256: stored.sha256,
             part: stored.part.clone(),
         };
+        let advance = resumed.and_then(|r| r.advance(&receipt, stored.running));
         let timeouts = self.config.timeouts;
         let recorded = self
             .update(
@@ -106,12 +114,17 @@ impl Engine {
                 |s, now| {
                     let (s, replaced) =
                         machine::record_chunk(s, index, receipt.clone(), now, &timeouts)?;
+                    let s = match &advance {
+                        Some(advance) => advance.apply(s),
+                        None => s,
+                    };
                     Ok((Some(s), replaced))
                 },
             )
             .await;
         match recorded {
             Ok((session, replaced)) => {
+                self.catch_up_after(&session);
                 if let Some(old) = &replaced
                     && let Err(e) = self.sink.discard_part(&upload, &old.part).await
                 {

@@ -1,19 +1,23 @@
 //! What every dialect shares once bytes are in: complete, abort, status,
 //! claim, read.
 
+use super::hashing::DigestMismatch;
 use super::types::{Attachment, SessionStatus};
 use super::{Actor, Engine};
 use crate::digest::Sha256Digest;
 use crate::error::{DigestScope, Error, Operation, SinkError};
-use crate::ledger::PartReceipt;
+use crate::ledger::{Ledger, PartReceipt};
 use crate::machine::{self, Completion};
-use crate::session::{Owner, Session, SessionId, UploadKind};
-use crate::sink::{BlobDigest, ByteStream, FinishedBlob};
+use crate::session::{Owner, Session, SessionId, SessionState, UploadKind};
+use crate::sink::{ByteStream, FinishedBlob};
 
 /// Why assembling a blob failed.
 enum AssemblyFailure {
     /// The sink failed (or the bytes do not match the expected digest).
     Sink(SinkError),
+    /// The whole file's digest, known before the sink was asked, is not the
+    /// expected one: nothing was assembled.
+    Mismatch(DigestMismatch),
     /// A partial upload of a concatenation is missing or not complete.
     Engine(Error),
 }
@@ -23,6 +27,12 @@ impl Engine {
     /// verifies the expected whole-file SHA-256 if one was given, and leaves
     /// the upload *temporary* until [`claim`](Engine::claim)ed. Completing a
     /// completed upload returns the same attachment.
+    ///
+    /// The whole file's SHA-256 is usually known by now, hashed as the
+    /// chunks arrived: the sink then records it without reading the data
+    /// again, and a digest other than the expected one is refused before the
+    /// sink is asked. Otherwise the bytes the running digest misses are read
+    /// back once (or the sink computes the digest as it assembles).
     pub async fn complete(&self, caller: &Owner, id: SessionId) -> Result<Attachment, Error> {
         self.complete_expecting(caller, id, None).await
     }
@@ -111,6 +121,8 @@ impl Engine {
                     failure,
                     AssemblyFailure::Sink(SinkError::DigestMismatch { .. })
                 );
+                // A mismatch found by the sink while it assembled; one the
+                // engine found beforehand left the parts untouched.
                 if mismatch && !self.sink.capabilities().keeps_parts_on_digest_mismatch {
                     // The sink consumed the parts: nothing is left to repair.
                     let failed = self
@@ -136,6 +148,13 @@ impl Engine {
                 }
                 Err(match failure {
                     AssemblyFailure::Sink(SinkError::DigestMismatch { expected, actual }) => {
+                        Error::ChecksumMismatch {
+                            scope: DigestScope::File,
+                            expected: expected.into(),
+                            actual: actual.into(),
+                        }
+                    }
+                    AssemblyFailure::Mismatch(DigestMismatch { expected, actual }) => {
                         Error::ChecksumMismatch {
                             scope: DigestScope::File,
                             expected: expected.into(),
@@ -204,15 +223,42 @@ impl Engine {
                 .await
                 .map_err(AssemblyFailure::Sink);
         }
-        let parts: Vec<PartReceipt> = session
-            .state
-            .ledger()
-            .map(|l| l.parts().cloned().collect())
-            .unwrap_or_default();
+        let size = session.file.size.unwrap_or(0);
+        let ledger = match session.state.ledger() {
+            // Hashed as it arrived: nothing to wait for.
+            Some(ledger) if ledger.hashed().upto() == size => ledger.clone(),
+            // A catch-up of this process may be moving the hashed prefix:
+            // let it land, then take the prefix as stored now.
+            _ => {
+                self.caught_up(session.id).await;
+                self.current_ledger(session).await
+            }
+        };
+        let parts: Vec<PartReceipt> = ledger.parts().cloned().collect();
+        let digest = self
+            .blob_digest(&session.upload, &ledger, size, expected)
+            .await
+            .map_err(AssemblyFailure::Mismatch)?;
         self.sink
-            .finalize(&session.upload, &parts, BlobDigest::Compute { expected })
+            .finalize(&session.upload, &parts, digest)
             .await
             .map_err(AssemblyFailure::Sink)
+    }
+
+    /// The ledger of a `finalizing` session as stored now (its hashed prefix
+    /// may have moved since it was loaded), if it still has the same parts;
+    /// otherwise the one it was loaded with.
+    async fn current_ledger(&self, session: &Session) -> Ledger {
+        let mine = session.state.ledger().cloned().unwrap_or_default();
+        match self.load(session.id, Actor::Engine).await {
+            Ok(loaded) => match &loaded.session.state {
+                SessionState::Finalizing { ledger, .. } if ledger.parts().eq(mine.parts()) => {
+                    ledger.clone()
+                }
+                _ => mine,
+            },
+            Err(_) => mine,
+        }
     }
 
     /// Aborts an open upload and deletes every byte it holds.

@@ -10,8 +10,31 @@
 //! - `chunked`: the session REST flow (initiate, chunks by index);
 //! - `appended`: the appending dialects (create, append at the offset,
 //!   declare the length, concatenate);
+//! - `hashing`: the running whole-file SHA-256 (below);
 //! - `lifecycle`: complete, abort, status, claim, read;
 //! - `sweep`: expiry and cleanup.
+//!
+//! # The whole-file digest, hashed once
+//! Each byte is hashed as it streams in: by its part's SHA-256 (the
+//! receipt's, checked against a digest the client declared) and, when the
+//! part starts exactly where the ledger's
+//! [`HashedPrefix`](crate::ledger::HashedPrefix) ends, by the whole file's
+//! hasher resumed from that prefix, both from the same buffers. Recording
+//! the part advances the prefix in the same compare-and-swap, unless another
+//! writer moved it meanwhile (then the result is dropped). Chunks that
+//! arrived ahead of the prefix (out of order, or in parallel) are hashed from
+//! the sink ([`BlobSink::read_part`]) by a background task once the prefix
+//! reaches them: one per session per process at a time, a bounded round per
+//! compare-and-swap, its failures only logged. A chunk replaced by other
+//! bytes inside the prefix resets it to nothing.
+//!
+//! At complete, a prefix that covers the whole file gives the blob's digest
+//! without reading the data: it is checked against the expected digest (a
+//! mismatch reopens the session without asking the sink) and handed to
+//! [`BlobSink::finalize`] as [`BlobDigest::Known`](crate::sink::BlobDigest).
+//! Otherwise complete hashes the rest from the sink (one read of what the
+//! prefix misses) when the sink can read parts back, or lets the sink
+//! compute the digest while it assembles.
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +55,7 @@ use crate::store::SessionStore;
 
 mod appended;
 mod chunked;
+mod hashing;
 mod lifecycle;
 mod sweep;
 mod types;
@@ -72,6 +96,9 @@ pub struct Engine {
     policy: Arc<dyn Policy>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
+    /// The sessions this process is catching up on, shared by the handles
+    /// the background tasks hold.
+    catch_ups: Arc<hashing::CatchUps>,
 }
 
 impl fmt::Debug for Engine {
@@ -147,6 +174,7 @@ impl EngineBuilder {
             policy: self.policy,
             clock: self.clock,
             config: self.config,
+            catch_ups: Arc::default(),
         }
     }
 }
@@ -171,6 +199,19 @@ impl Engine {
             policy: Arc::new(DefaultPolicy::default()),
             clock: Arc::new(SystemClock),
             config: EngineConfig::default(),
+        }
+    }
+
+    /// Another handle on this engine, for a background task: the same
+    /// store, sink, policy, clock, configuration and catch-up registry.
+    fn handle(&self) -> Engine {
+        Engine {
+            store: self.store.clone(),
+            sink: self.sink.clone(),
+            policy: self.policy.clone(),
+            clock: self.clock.clone(),
+            config: self.config,
+            catch_ups: self.catch_ups.clone(),
         }
     }
 
@@ -359,13 +400,15 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=cap_us))).await;
 }
 
-/// A body stored by [`Engine::store_body`]: where, how long, its SHA-256, and
-/// the error that cut it off if a cut-off body was kept.
+/// A body stored by [`Engine::store_body`]: where, how long, its SHA-256,
+/// the error that cut it off if a cut-off body was kept, and the running
+/// whole-file hasher continued with its bytes if one was given.
 struct StoredBody {
     part: PartRef,
     len: u64,
     sha256: crate::digest::Sha256Digest,
     cut_off: Option<BoxError>,
+    running: Option<sha2::Sha256>,
 }
 
 /// How storing a body failed: the meter's verdict on the body, or the sink's.
@@ -377,6 +420,9 @@ enum BodyFailure {
 impl Engine {
     /// Streams `body` through the meter into the sink as one part of
     /// `upload`. The part is stored only if the body passed the meter.
+    /// `running` (the whole file's hasher, resumed where the body starts) is
+    /// fed the same bytes.
+    #[allow(clippy::too_many_arguments)]
     async fn store_body<S, E>(
         &self,
         upload: &UploadHandle,
@@ -385,6 +431,7 @@ impl Engine {
         rule: LengthRule,
         keep_cut_off: bool,
         expected: Expected,
+        running: Option<sha2::Sha256>,
     ) -> Result<StoredBody, BodyFailure>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
@@ -395,6 +442,7 @@ impl Engine {
             rule,
             keep_cut_off,
             expected,
+            running,
         );
         let stored = self.sink.put_part(upload, spec, metered.boxed()).await;
         match (stored, report.take()) {
@@ -404,12 +452,14 @@ impl Engine {
                     len,
                     sha256,
                     cut_off,
+                    running,
                 }),
             ) => Ok(StoredBody {
                 part,
                 len,
                 sha256,
                 cut_off,
+                running,
             }),
             (Ok(part), _) => {
                 let _ = self.sink.discard_part(upload, &part).await;

@@ -4,7 +4,9 @@
 //! Most scenarios are written once as `async fn scenario(Backend)` and run on
 //! both backends by `on_both_backends!`; a few look at the filesystem layout
 //! and run on `FsStore` + `FsSink` only. A property test sends random chunk
-//! sequences to the memory backends.
+//! sequences to the memory backends. The scenarios of the running whole-file
+//! digest look at the sink through the fault-injecting wrapper, so they need
+//! the `conformance` feature.
 
 #[path = "../support/files.rs"]
 mod files;
@@ -16,6 +18,8 @@ mod appended;
 mod concat;
 mod concurrency;
 mod filesystem;
+#[cfg(feature = "conformance")]
+mod hashing;
 mod lifecycle;
 mod props;
 mod upload;

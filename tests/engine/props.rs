@@ -1,5 +1,7 @@
-//! A property: random sequences of chunk attempts, good and bad, sent to
-//! the memory backends, always assemble the intended bytes.
+//! Properties: random sequences of chunk attempts, good and bad, sent to
+//! the memory backends, always assemble the intended bytes; and, with no
+//! file digest to catch a mistake, sent a few at a time concurrently, the
+//! blob's SHA-256 (the engine's running digest) is always the source's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -228,6 +230,133 @@ async fn run_scenario(s: Scenario) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Sends the scenario's attempts in batches of up to `batch` concurrent
+/// requests (each batch for distinct chunks), with no file digest, then
+/// resends the chunks whose recorded bytes are damaged and completes: the
+/// blob must have the source's SHA-256, which the engine computed as the
+/// chunks arrived (inline, in its background catch-up, or at complete).
+async fn run_concurrent_scenario(s: Scenario, batch: usize) -> Result<(), TestCaseError> {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let engine = Arc::new(
+        Engine::builder(MemoryStore::new(), MemorySink::new())
+            .config(config())
+            .chunk_size(s.chunk_size)
+            .clock(clock)
+            .build(),
+    );
+    let me = Owner::new("client");
+    let source = data(s.len, s.seed);
+    let info = engine
+        .initiate(&me, new_upload("random.bin", s.len as u64, None))
+        .await
+        .map_err(|e| TestCaseError::fail(format!("initiate: {e}")))?;
+
+    let mut plan: Vec<(u64, Attempt)> = s.order.iter().map(|&i| (i, Attempt::Good)).collect();
+    if info.total_chunks > 0 {
+        for (which, at, attempt) in &s.extra {
+            let index = which.index(info.total_chunks as usize) as u64;
+            plan.insert(at.index(plan.len() + 1), (index, *attempt));
+        }
+    }
+    let mut batches: Vec<Vec<(u64, Attempt)>> = Vec::new();
+    for (index, attempt) in plan {
+        match batches.last_mut() {
+            Some(last) if last.len() < batch && last.iter().all(|(i, _)| *i != index) => {
+                last.push((index, attempt))
+            }
+            _ => batches.push(vec![(index, attempt)]),
+        }
+    }
+
+    // Chunk index -> whether the recorded upload holds the right bytes.
+    let mut recorded: BTreeMap<u64, bool> = BTreeMap::new();
+    for batch in batches {
+        let tasks: Vec<_> = batch
+            .into_iter()
+            .map(|(index, attempt)| {
+                let good = source[chunk(&info, s.len, index)].to_vec();
+                let plain = ChunkOptions::default();
+                let (bytes, options, right) = match attempt {
+                    Attempt::Good => (good, plain, true),
+                    Attempt::GoodWithSha => {
+                        let sha = sha256(&good);
+                        (good, with_sha(sha), true)
+                    }
+                    Attempt::DamagedUnchecked => (flipped(&good), plain, false),
+                    Attempt::TooLong(k) => {
+                        let mut bytes = good;
+                        bytes.extend(std::iter::repeat_n(0xAB, k));
+                        (bytes, plain, false)
+                    }
+                    Attempt::TooShort(k) => {
+                        let short = good.len() - k.min(good.len());
+                        (good[..short].to_vec(), plain, false)
+                    }
+                    Attempt::WrongSha => {
+                        let sha = sha256(&flipped(&good));
+                        (good, with_sha(sha), false)
+                    }
+                    Attempt::DamagedWithSha => {
+                        let sha = sha256(&good);
+                        (flipped(&good), with_sha(sha), false)
+                    }
+                };
+                let (engine, me) = (engine.clone(), me.clone());
+                tokio::spawn(async move {
+                    let r = engine
+                        .upload_chunk(&me, info.id, index, body(&bytes), options)
+                        .await;
+                    (index, attempt, right, r)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (index, attempt, right, r) = task
+                .await
+                .map_err(|e| TestCaseError::fail(format!("a task: {e}")))?;
+            let accepted = matches!(
+                attempt,
+                Attempt::Good | Attempt::GoodWithSha | Attempt::DamagedUnchecked
+            );
+            prop_assert_eq!(
+                r.is_ok(),
+                accepted,
+                "chunk {} {:?}: {:?}",
+                index,
+                attempt,
+                r
+            );
+            if accepted {
+                recorded.insert(index, right);
+            }
+        }
+    }
+    for (index, right) in recorded {
+        if !right {
+            let good = source[chunk(&info, s.len, index)].to_vec();
+            engine
+                .upload_chunk(&me, info.id, index, body(&good), ChunkOptions::default())
+                .await
+                .map_err(|e| TestCaseError::fail(format!("resend {index}: {e}")))?;
+        }
+    }
+    let attachment = engine
+        .complete(&me, info.id)
+        .await
+        .map_err(|e| TestCaseError::fail(format!("complete: {e}")))?;
+    prop_assert_eq!(attachment.blob.size, s.len as u64);
+    prop_assert_eq!(attachment.blob.sha256, sha256(&source));
+    let back = engine
+        .read(&me, info.id)
+        .await
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let back = concat(back)
+        .await
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(back == source, "the blob differs");
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 64,
@@ -242,5 +371,18 @@ proptest! {
             .build()
             .unwrap();
         runtime.block_on(run_scenario(s))?;
+    }
+
+    #[test]
+    fn concurrent_random_attempts_always_yield_the_source_digest(
+        s in scenario_strategy(),
+        batch in 1usize..=4,
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(run_concurrent_scenario(s, batch))?;
     }
 }

@@ -19,7 +19,8 @@ on_both_backends!(
 
 /// Chunk 1's record is held after its body is stored, while chunk 2 is
 /// stored and recorded: chunk 1's compare-and-swap then loses, is retried,
-/// and both chunks are recorded.
+/// and both chunks are recorded. Chunk 2, which arrived ahead of the hashed
+/// prefix, is then read back once by the background catch-up.
 async fn held_update_overtaken_by_another_chunk_loses_nothing(backend: Backend) {
     let (rig, source, info) = Rig::with_upload(backend, 50).await;
     rig.send_each(&info, &source, [0]).await;
@@ -28,13 +29,26 @@ async fn held_update_overtaken_by_another_chunk_loses_nothing(backend: Backend) 
     let first = rig.spawn_send(&info, &source, 1);
     reached(&hold).await;
     rig.send_ok(&info, &source, 2).await;
+    // The catch-up that recording chunk 1 starts waits at its read, so
+    // that its own record does not count below.
+    let read_back = rig.sink.hold_next(SinkOp::ReadPart);
     hold.release();
     let receipt = joined(first).await.expect("the held chunk");
     assert!(!receipt.replaced);
     // The held update lost its compare-and-swap and was retried once.
     assert_eq!(rig.store.calls(StoreOp::Update) - updates, 3);
+    reached(&read_back).await;
+    read_back.release();
     rig.assert_holds(&rig.status(info.id).await, &[0, 1, 2]);
     rig.resume_and_complete(&info, &source).await;
+    // Chunk 2 was read back, and no part twice (the chunks sent after it
+    // may have started before the prefix reached them, and then were read
+    // back too).
+    let mut read: Vec<u64> = rig.sink.parts_read().iter().map(|p| p.offset).collect();
+    assert_eq!(read.first(), Some(&(2 * CHUNK)));
+    read.sort_unstable();
+    read.dedup();
+    assert_eq!(read.len(), rig.sink.parts_read().len(), "a part read twice");
 }
 
 /// A chunk sent again, with other bytes, while complete is assembling the

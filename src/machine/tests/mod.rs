@@ -39,6 +39,7 @@ macro_rules! assert_ok {
 // After the macros, which the submodules use.
 mod appends;
 mod completion;
+mod hashing;
 mod layout;
 mod reaping;
 mod states;
