@@ -774,10 +774,31 @@ fn finalize_pieces(
     digest: BlobDigest,
 ) -> Result<FinishedBlob, SinkError> {
     let blob = dir.join("blob");
+    let meta = dir.join("blob.json");
     if blob.exists() {
         clean_up(dir);
-        return finished_meta(&blob, &dir.join("blob.json"));
+        return finished_meta(&blob, &meta);
     }
+    match finalize_unpublished(dir, pieces, digest) {
+        // Another finalizer published meanwhile, and its cleaning may have
+        // pulled files from under this one: its blob is of the same parts.
+        Err(e) if !matches!(e, SinkError::DigestMismatch { .. }) && blob.exists() => {
+            clean_up(dir);
+            finished_meta(&blob, &meta)
+        }
+        Err(SinkError::NotFound) if dir.exists() => {
+            tracing::warn!(dir = %dir.display(), "finalize found a part or the data missing");
+            Err(SinkError::NotFound)
+        }
+        other => other,
+    }
+}
+
+fn finalize_unpublished(
+    dir: &Path,
+    pieces: &[Piece],
+    digest: BlobDigest,
+) -> Result<FinishedBlob, SinkError> {
     if !dir.join("parts").exists() {
         return Err(SinkError::NotFound);
     }
@@ -791,13 +812,18 @@ fn finalize_pieces(
         if let Stored::InPlace(claim) = &piece.stored
             && !claim.is_held(dir)
         {
+            tracing::warn!(
+                dir = %dir.display(),
+                part = %claim.part_ref().as_str(),
+                "a part written in place to assemble no longer holds its claim"
+            );
             return Err(SinkError::NotFound);
         }
         size += piece.len;
     }
     if let Some(data) = open_data(dir)? {
         match data.try_lock() {
-            Ok(()) => return publish_in_place(dir, data, pieces, size, digest),
+            Ok(()) => return publish_data(dir, data, pieces, size, digest),
             Err(fs::TryLockError::WouldBlock) => {
                 tracing::debug!(dir = %dir.display(), "data is being written: assembling by copying");
             }
@@ -809,27 +835,6 @@ fn finalize_pieces(
 
 /// Publishes `data` (locked exclusively by the caller) as the blob once the
 /// digest is settled, after copying the parts kept aside over their ranges.
-fn publish_in_place(
-    dir: &Path,
-    data: File,
-    pieces: &[Piece],
-    size: u64,
-    digest: BlobDigest,
-) -> Result<FinishedBlob, SinkError> {
-    let blob = dir.join("blob");
-    let meta = dir.join("blob.json");
-    match publish_data(dir, data, pieces, size, digest) {
-        Err(e) if !matches!(e, SinkError::DigestMismatch { .. }) && blob.exists() => {
-            // Another finalizer (one that assembled by copying) published
-            // first, and its cleaning may have pulled files from under this
-            // one: its blob is of the same parts.
-            clean_up(dir);
-            finished_meta(&blob, &meta)
-        }
-        other => other,
-    }
-}
-
 fn publish_data(
     dir: &Path,
     mut data: File,
@@ -925,7 +930,13 @@ impl Source {
 
     /// Opens the file, checking that it holds the bytes.
     fn open(&self) -> Result<File, SinkError> {
-        let file = File::open(&self.path).map_err(SinkError::from_io)?;
+        let file = File::open(&self.path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                // Also seen when another finalizer published and cleaned up.
+                tracing::info!(file = %self.path.display(), "a part to assemble is missing");
+            }
+            SinkError::from_io(e)
+        })?;
         self.check(file.metadata().map_err(SinkError::from_io)?.len())?;
         Ok(file)
     }
