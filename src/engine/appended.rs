@@ -351,7 +351,12 @@ impl Engine {
         file: FileMeta,
         kind: UploadKind,
     ) -> Result<Session, Error> {
-        self.create_session(|id, handle, now| {
+        // A concatenation (tus `final`) receives no bytes of its own.
+        let size = match kind {
+            UploadKind::Final { .. } => None,
+            _ => file.size,
+        };
+        self.create_session(size, |id, handle, now| {
             machine::open_appended(
                 id,
                 caller.clone(),

@@ -31,7 +31,7 @@ impl Engine {
             &self.sink.capabilities(),
         )?;
         let session = self
-            .create_session(|id, handle, now| {
+            .create_session(Some(upload.file_size), |id, handle, now| {
                 machine::open(
                     id,
                     caller.clone(),

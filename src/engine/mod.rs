@@ -257,14 +257,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Begins the sink's upload for a fresh id, builds the session with
-    /// `build` and stores it; on failure, purges what the sink began.
+    /// Begins the sink's upload of `size` bytes (if known: the sink may
+    /// reserve the space) for a fresh id, builds the session with `build`
+    /// and stores it; on failure, purges what the sink began.
     async fn create_session(
         &self,
+        size: Option<u64>,
         build: impl FnOnce(SessionId, UploadHandle, SystemTime) -> Session,
     ) -> Result<Session, Error> {
         let id = SessionId::random();
-        let handle = self.sink.begin(&id, None).await?;
+        let handle = self.sink.begin(&id, size).await?;
         let session = build(id, handle, self.clock.now());
         let version = match self.store.create(&session).await {
             Ok(version) => version,
