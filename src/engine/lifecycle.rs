@@ -22,6 +22,15 @@ enum AssemblyFailure {
     Engine(Error),
 }
 
+/// The whole file's bytes do not have the `expected` SHA-256.
+fn file_mismatch(expected: Sha256Digest, actual: Sha256Digest) -> Error {
+    Error::ChecksumMismatch {
+        scope: DigestScope::File,
+        expected: expected.into(),
+        actual: actual.into(),
+    }
+}
+
 impl Engine {
     /// Completes an upload: checks every byte arrived, assembles the blob,
     /// verifies the expected whole-file SHA-256 if one was given, and leaves
@@ -92,11 +101,7 @@ impl Engine {
             .await?;
         if let Some(blob) = done {
             return match stated.filter(|d| *d != blob.sha256) {
-                Some(expected) => Err(Error::ChecksumMismatch {
-                    scope: DigestScope::File,
-                    expected: expected.into(),
-                    actual: blob.sha256.into(),
-                }),
+                Some(expected) => Err(file_mismatch(expected, blob.sha256)),
                 None => Ok(Attachment::of(&session, blob)),
             };
         }
@@ -147,19 +152,9 @@ impl Engine {
                     }
                 }
                 Err(match failure {
-                    AssemblyFailure::Sink(SinkError::DigestMismatch { expected, actual }) => {
-                        Error::ChecksumMismatch {
-                            scope: DigestScope::File,
-                            expected: expected.into(),
-                            actual: actual.into(),
-                        }
-                    }
-                    AssemblyFailure::Mismatch(DigestMismatch { expected, actual }) => {
-                        Error::ChecksumMismatch {
-                            scope: DigestScope::File,
-                            expected: expected.into(),
-                            actual: actual.into(),
-                        }
+                    AssemblyFailure::Sink(SinkError::DigestMismatch { expected, actual })
+                    | AssemblyFailure::Mismatch(DigestMismatch { expected, actual }) => {
+                        file_mismatch(expected, actual)
                     }
                     AssemblyFailure::Sink(other) => other.into(),
                     AssemblyFailure::Engine(e) => e,

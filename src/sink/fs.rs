@@ -856,7 +856,7 @@ fn publish_data(
     }
     let finished = match digest {
         BlobDigest::Known(sha256) => FinishedBlob { size, sha256 },
-        BlobDigest::Compute { expected } => {
+        BlobDigest::Compute { .. } => {
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; COPY_BUFFER];
             for source in &sources {
@@ -866,17 +866,9 @@ fn publish_data(
                     Ok(())
                 })?;
             }
-            let finished = FinishedBlob {
-                size,
-                sha256: Sha256Digest::from_hasher(hasher),
-            };
-            if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
-                return Err(SinkError::DigestMismatch {
-                    expected,
-                    actual: finished.sha256,
-                });
-            }
-            finished
+            let sha256 = Sha256Digest::from_hasher(hasher);
+            digest.check(sha256)?;
+            FinishedBlob { size, sha256 }
         }
     };
     // The digest is settled: the parts kept aside take their ranges.
@@ -1130,16 +1122,7 @@ fn copy_sources(
             (_, None) => unreachable!("a hasher is made for every digest to compute"),
         },
     };
-    if let BlobDigest::Compute {
-        expected: Some(expected),
-    } = digest
-        && expected != finished.sha256
-    {
-        return Err(SinkError::DigestMismatch {
-            expected,
-            actual: finished.sha256,
-        });
-    }
+    digest.check(finished.sha256)?;
     Ok(finished)
 }
 

@@ -75,20 +75,15 @@ fn publish(
     for piece in pieces {
         data.extend_from_slice(piece);
     }
-    let (sha256, expected) = match digest {
-        BlobDigest::Known(known) => (known, None),
-        BlobDigest::Compute { expected } => (Sha256Digest::of(&data), expected),
+    let sha256 = match digest {
+        BlobDigest::Known(known) => known,
+        _ => Sha256Digest::of(&data),
     };
+    digest.check(sha256)?;
     let finished = FinishedBlob {
         size: data.len() as u64,
         sha256,
     };
-    if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
-        return Err(SinkError::DigestMismatch {
-            expected,
-            actual: finished.sha256,
-        });
-    }
     let up = uploads
         .get_mut(upload.as_str())
         .ok_or(SinkError::NotFound)?;

@@ -81,6 +81,20 @@ pub enum BlobDigest {
     Known(Sha256Digest),
 }
 
+impl BlobDigest {
+    /// Checks the digest a sink computed for [`BlobDigest::Compute`]
+    /// against the expected one: [`SinkError::DigestMismatch`] if they
+    /// differ. A known digest has nothing to check.
+    pub fn check(self, actual: Sha256Digest) -> Result<(), SinkError> {
+        match self {
+            BlobDigest::Compute {
+                expected: Some(expected),
+            } if expected != actual => Err(SinkError::DigestMismatch { expected, actual }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What sizes of parts and blobs a sink can take, and the behaviours some
 /// backends cannot avoid. The engine picks every session's chunk size within
 /// the bounds.

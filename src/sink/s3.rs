@@ -407,14 +407,9 @@ impl S3Sink {
                 size: meta.size,
                 sha256,
             },
-            BlobDigest::Compute { expected } => {
+            BlobDigest::Compute { .. } => {
                 let finished = self.hash(&up.path).await?;
-                if let Some(expected) = expected.filter(|e| *e != finished.sha256) {
-                    return Err(SinkError::DigestMismatch {
-                        expected,
-                        actual: finished.sha256,
-                    });
-                }
+                digest.check(finished.sha256)?;
                 finished
             }
         };
@@ -883,12 +878,7 @@ impl BlobSink for S3Sink {
                 .publish(&up, BlobDigest::Compute { expected }, None)
                 .await;
         };
-        if let Some(expected) = expected.filter(|e| *e != joined.sha256) {
-            return Err(SinkError::DigestMismatch {
-                expected,
-                actual: joined.sha256,
-            });
-        }
+        BlobDigest::Compute { expected }.check(joined.sha256)?;
         self.complete(&up, &etags).await?;
         // The copy hashed exactly the bytes of these parts.
         let digest = BlobDigest::Known(joined.sha256);

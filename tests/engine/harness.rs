@@ -5,21 +5,17 @@
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::TryStreamExt;
 use resumable::checksum::{Checksum, ChecksumAlgorithm};
 use resumable::machine::Timeouts;
-use resumable::sink::{FsSink, MemorySink};
-use resumable::store::{FsStore, MemoryStore};
 use resumable::{
     AppendOptions, AppendReceipt, ChunkOptions, ChunkReceipt, Engine, EngineBuilder, EngineConfig,
     Error, ManualClock, NewAppendUpload, NewUpload, Owner, SessionId, SessionInfo, SessionStatus,
     Sha256Digest, StateKind, SweepReport,
 };
 use sha2::{Digest as _, Sha256};
-use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 /// Asserts that `$result` is an `Err` matching `$pattern`, showing what it
@@ -87,30 +83,6 @@ pub(crate) fn config() -> EngineConfig {
     }
 }
 
-pub(crate) fn t0() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-}
-
-/// Deterministic bytes that differ from seed to seed.
-pub(crate) fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as u8
-        })
-        .collect()
-}
-
-/// SHA-256 computed here, independently of the crate.
-pub(crate) fn sha256(bytes: &[u8]) -> Sha256Digest {
-    Sha256Digest::from_slice(&Sha256::digest(bytes)).expect("32 bytes")
-}
-
 /// The checksum of `bytes` in `algorithm`, computed here.
 pub(crate) fn checksum(algorithm: ChecksumAlgorithm, bytes: &[u8]) -> Checksum {
     let value = match algorithm {
@@ -129,16 +101,6 @@ pub(crate) async fn concat(stream: resumable::sink::ByteStream) -> std::io::Resu
             Ok(all)
         })
         .await
-}
-
-/// A body stream that hands `bytes` over in three pieces.
-pub(crate) fn body(
-    bytes: &[u8],
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let all = Bytes::copy_from_slice(bytes);
-    let (a, b) = (all.len() / 3, 2 * all.len() / 3);
-    let pieces = [all.slice(..a), all.slice(a..b), all.slice(b..)];
-    futures::stream::iter(pieces.into_iter().filter(|p| !p.is_empty()).map(Ok))
 }
 
 pub(crate) fn chunk(info: &SessionInfo, len: usize, index: u64) -> Range<usize> {
@@ -193,17 +155,6 @@ pub(crate) async fn send_chunk(
         .await
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Backend {
-    Memory,
-    Fs,
-}
-
-pub(crate) enum Backing {
-    Memory(Arc<MemorySink>),
-    Fs { _dir: TempDir, root: PathBuf },
-}
-
 pub(crate) struct Harness {
     pub(crate) engine: Arc<Engine>,
     pub(crate) clock: Arc<ManualClock>,
@@ -220,25 +171,8 @@ impl Harness {
         configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
     ) -> Self {
         let clock = Arc::new(ManualClock::new(t0()));
-        let (builder, backing) = match backend {
-            Backend::Memory => {
-                let sink = Arc::new(MemorySink::new());
-                (
-                    Engine::builder(MemoryStore::new(), sink.clone()),
-                    Backing::Memory(sink),
-                )
-            }
-            Backend::Fs => {
-                let dir = tempfile::tempdir().expect("a temporary directory");
-                let root = dir.path().join("data");
-                let store = FsStore::open(&root).expect("the store opens");
-                let sink = FsSink::open(&root).expect("the sink opens");
-                (
-                    Engine::builder(store, sink),
-                    Backing::Fs { _dir: dir, root },
-                )
-            }
-        };
+        let (store, sink, backing) = backends(backend);
+        let builder = Engine::builder(store, sink);
         let engine = configure(builder.config(config()).clock(clock.clone())).build();
         Harness {
             engine: Arc::new(engine),
@@ -345,6 +279,8 @@ impl Harness {
 }
 
 // Shared by the targets that include this file; each uses a subset.
+#[allow(unused_imports)]
+pub(crate) use crate::backends::{Backend, Backing, backends, body, data, sha256, t0};
 #[allow(unused_imports)]
 pub(crate) use crate::files::{entries, stored_attempts, walk};
 

@@ -8,10 +8,8 @@ use std::sync::Arc;
 use resumable::conformance::faults::{FaultySink, SinkOp};
 use resumable::error::DigestScope;
 use resumable::ledger::PartRef;
-use resumable::sink::{BlobDigest, BlobSink, FsSink, MemorySink};
-use resumable::store::{FsStore, MemoryStore};
+use resumable::sink::{BlobDigest, BlobSink};
 use resumable::{AppendOptions, ChunkOptions, Engine, Error, ManualClock, Owner, StateKind};
-use tempfile::TempDir;
 
 use crate::harness::*;
 
@@ -30,38 +28,21 @@ on_both_backends!(
 struct Rig {
     engine: Arc<Engine>,
     sink: Arc<FaultySink<Arc<dyn BlobSink>>>,
-    _dir: Option<TempDir>,
+    _backing: Backing,
 }
 
 impl Rig {
     fn new(backend: Backend) -> Rig {
-        let clock = Arc::new(ManualClock::new(t0()));
-        let (store, inner, dir): (Arc<dyn resumable::SessionStore>, Arc<dyn BlobSink>, _) =
-            match backend {
-                Backend::Memory => (
-                    Arc::new(MemoryStore::new()),
-                    Arc::new(MemorySink::new()),
-                    None,
-                ),
-                Backend::Fs => {
-                    let dir = tempfile::tempdir().expect("a temporary directory");
-                    let root = dir.path().join("data");
-                    (
-                        Arc::new(FsStore::open(&root).expect("the store opens")),
-                        Arc::new(FsSink::open(&root).expect("the sink opens")),
-                        Some(dir),
-                    )
-                }
-            };
+        let (store, inner, backing) = backends(backend);
         let sink = Arc::new(FaultySink::new(inner));
         let engine = Engine::builder(store, sink.clone())
             .config(config())
-            .clock(clock)
+            .clock(Arc::new(ManualClock::new(t0())))
             .build();
         Rig {
             engine: Arc::new(engine),
             sink,
-            _dir: dir,
+            _backing: backing,
         }
     }
 
@@ -76,6 +57,40 @@ impl Rig {
             .upload_chunk(me, info.id, index, body(bytes), ChunkOptions::default())
             .await
             .unwrap_or_else(|e| panic!("chunk {index}: {e:?}"));
+    }
+
+    /// Sends every chunk of `source`, in order.
+    async fn send_all(&self, me: &Owner, info: &resumable::SessionInfo, source: &[u8]) {
+        for index in 0..info.total_chunks {
+            self.send(me, info, &source[chunk(info, SIZE, index)], index)
+                .await;
+        }
+    }
+
+    /// Completes stating `source`'s digest and expects the mismatch with
+    /// `file`, the bytes the upload holds, found before the sink is asked.
+    async fn assert_mismatch_before_the_sink(
+        &self,
+        me: &Owner,
+        id: resumable::SessionId,
+        source: &[u8],
+        file: &[u8],
+    ) {
+        assert_err!(
+            self.engine
+                .complete_expecting(me, id, Some(sha256(source)))
+                .await,
+            Error::ChecksumMismatch {
+                scope: DigestScope::File,
+                actual,
+                ..
+            } if actual == sha256(file).into()
+        );
+        assert_eq!(
+            self.sink.calls(SinkOp::Finalize),
+            0,
+            "the sink was not asked"
+        );
     }
 
     /// How many times each part was read back.
@@ -116,10 +131,7 @@ async fn chunks_in_order_complete_with_a_known_digest_and_no_read(backend: Backe
     let me = Owner::new("alice");
     let source = data(SIZE, 40);
     let info = rig.start(&me, &source, true).await;
-    for index in 0..info.total_chunks {
-        rig.send(&me, &info, &source[chunk(&info, SIZE, index)], index)
-            .await;
-    }
+    rig.send_all(&me, &info, &source).await;
     rig.complete_known(&me, info.id, &source).await;
     assert_eq!(rig.sink.calls(SinkOp::ReadPart), 0, "no part was read back");
 }
@@ -198,10 +210,7 @@ async fn a_retry_inside_the_prefix_still_gives_the_right_digest(backend: Backend
     let me = Owner::new("alice");
     let source = data(SIZE, 43);
     let info = rig.start(&me, &source, false).await;
-    for index in 0..info.total_chunks {
-        rig.send(&me, &info, &source[chunk(&info, SIZE, index)], index)
-            .await;
-    }
+    rig.send_all(&me, &info, &source).await;
     // Chunk 2 again with other bytes: they replace bytes inside the hashed
     // prefix, which covered the whole file, so the file's digest is now the
     // damaged file's.
@@ -210,21 +219,8 @@ async fn a_retry_inside_the_prefix_still_gives_the_right_digest(backend: Backend
     rig.send(&me, &info, &damaged, 2).await;
     let mut file = source.clone();
     file[chunk(&info, SIZE, 2)].copy_from_slice(&damaged);
-    assert_err!(
-        rig.engine
-            .complete_expecting(&me, info.id, Some(sha256(&source)))
-            .await,
-        Error::ChecksumMismatch {
-            scope: DigestScope::File,
-            actual,
-            ..
-        } if actual == sha256(&file).into()
-    );
-    assert_eq!(
-        rig.sink.calls(SinkOp::Finalize),
-        0,
-        "the sink was not asked"
-    );
+    rig.assert_mismatch_before_the_sink(&me, info.id, &source, &file)
+        .await;
     // The right bytes again: the digest is the source's.
     rig.send(&me, &info, good, 2).await;
     rig.complete_known(&me, info.id, &source).await;
@@ -235,10 +231,7 @@ async fn a_retry_with_the_same_bytes_keeps_the_prefix(backend: Backend) {
     let me = Owner::new("alice");
     let source = data(SIZE, 44);
     let info = rig.start(&me, &source, false).await;
-    for index in 0..info.total_chunks {
-        rig.send(&me, &info, &source[chunk(&info, SIZE, index)], index)
-            .await;
-    }
+    rig.send_all(&me, &info, &source).await;
     // A client that lost the reply sends chunk 4 again.
     rig.send(&me, &info, &source[chunk(&info, SIZE, 4)], 4)
         .await;
@@ -332,21 +325,8 @@ async fn a_known_digest_that_is_not_the_expected_one_reopens_without_the_sink(ba
     let mut file = source.clone();
     file[chunk(&info, SIZE, 1)].copy_from_slice(&damaged);
     // The client states the digest it computed while reading the file.
-    assert_err!(
-        rig.engine
-            .complete_expecting(&me, info.id, Some(sha256(&source)))
-            .await,
-        Error::ChecksumMismatch {
-            scope: DigestScope::File,
-            actual,
-            ..
-        } if actual == sha256(&file).into()
-    );
-    assert_eq!(
-        rig.sink.calls(SinkOp::Finalize),
-        0,
-        "the sink was not asked"
-    );
+    rig.assert_mismatch_before_the_sink(&me, info.id, &source, &file)
+        .await;
     assert_eq!(rig.sink.calls(SinkOp::ReadPart), 0, "nothing was read back");
     let status = rig.engine.status(&me, info.id).await.expect("status");
     assert_eq!(status.state, StateKind::Open);

@@ -8,6 +8,10 @@
 //! digest look at the sink through the fault-injecting wrapper, so they need
 //! the `conformance` feature.
 
+// Shared with the fault tests, which look inside the backends more.
+#[allow(dead_code)]
+#[path = "../support/backends.rs"]
+mod backends;
 #[path = "../support/files.rs"]
 mod files;
 #[macro_use]

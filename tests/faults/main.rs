@@ -10,6 +10,8 @@
 //! source), and, on the filesystem, that nothing is left behind but the
 //! finished blobs.
 
+#[path = "../support/backends.rs"]
+mod backends;
 #[path = "../support/files.rs"]
 mod files;
 #[macro_use]

@@ -3,24 +3,18 @@
 //! clock, test bytes, and the checks every case ends with.
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use resumable::conformance::faults::{FaultySink, FaultyStore, Hold};
 use resumable::http::problem::status_of;
 use resumable::machine::Timeouts;
-use resumable::sink::{FsSink, MemorySink};
-use resumable::store::{FsStore, MemoryStore};
 use resumable::{
     Attachment, BlobSink, ChunkOptions, ChunkReceipt, Engine, EngineConfig, Error, ErrorKind,
-    ManualClock, NewUpload, Owner, SessionId, SessionInfo, SessionStatus, SessionStore,
-    Sha256Digest, StateKind,
+    ManualClock, NewUpload, Owner, SessionId, SessionInfo, SessionStatus, SessionStore, StateKind,
 };
-use sha2::{Digest as _, Sha256};
-use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 /// Runs each named case of the calling module on the memory and on the
@@ -70,36 +64,6 @@ pub(crate) fn config() -> EngineConfig {
         max_conflict_retries: MAX_RETRIES,
         ..EngineConfig::default()
     }
-}
-
-/// Deterministic bytes that differ from seed to seed.
-pub(crate) fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as u8
-        })
-        .collect()
-}
-
-/// SHA-256 computed here, independently of the crate.
-pub(crate) fn sha256(bytes: &[u8]) -> Sha256Digest {
-    Sha256Digest::from_slice(&Sha256::digest(bytes)).expect("32 bytes")
-}
-
-/// A body stream that hands `bytes` over in three pieces.
-pub(crate) fn body(
-    bytes: &[u8],
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let all = Bytes::copy_from_slice(bytes);
-    let (a, b) = (all.len() / 3, 2 * all.len() / 3);
-    let pieces = [all.slice(..a), all.slice(a..b), all.slice(b..)];
-    futures::stream::iter(pieces.into_iter().filter(|p| !p.is_empty()).map(Ok))
 }
 
 /// A body that hands over the first `after` bytes of `bytes`, then fails as
@@ -161,12 +125,6 @@ pub(crate) async fn joined<T>(task: JoinHandle<T>) -> T {
     task.await.expect("the task finishes")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
-    Memory,
-    Fs,
-}
-
 /// An engine over faulty wrappers of real backends.
 pub(crate) struct Rig {
     pub(crate) engine: Arc<Engine>,
@@ -174,9 +132,7 @@ pub(crate) struct Rig {
     pub(crate) sink: Arc<FaultySink<Arc<dyn BlobSink>>>,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) me: Owner,
-    memory: Option<Arc<MemorySink>>,
-    root: Option<PathBuf>,
-    _dir: Option<TempDir>,
+    backing: Backing,
 }
 
 impl Rig {
@@ -185,33 +141,8 @@ impl Rig {
     }
 
     pub(crate) fn with_config(backend: Backend, config: EngineConfig) -> Self {
-        let clock = Arc::new(ManualClock::new(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-        ));
-        let (store, sink, memory, root, dir): (Arc<dyn SessionStore>, Arc<dyn BlobSink>, _, _, _) =
-            match backend {
-                Backend::Memory => {
-                    let sink = Arc::new(MemorySink::new());
-                    (
-                        Arc::new(MemoryStore::new()),
-                        sink.clone(),
-                        Some(sink),
-                        None,
-                        None,
-                    )
-                }
-                Backend::Fs => {
-                    let dir = tempfile::tempdir().expect("a temporary directory");
-                    let root = dir.path().join("data");
-                    (
-                        Arc::new(FsStore::open(&root).expect("the store opens")),
-                        Arc::new(FsSink::open(&root).expect("the sink opens")),
-                        None,
-                        Some(root),
-                        Some(dir),
-                    )
-                }
-            };
+        let clock = Arc::new(ManualClock::new(t0()));
+        let (store, sink, backing) = backends(backend);
         let store = Arc::new(FaultyStore::new(store));
         let sink = Arc::new(FaultySink::new(sink));
         let engine = Engine::builder(store.clone(), sink.clone())
@@ -224,9 +155,7 @@ impl Rig {
             sink,
             clock,
             me: Owner::new("alice"),
-            memory,
-            root,
-            _dir: dir,
+            backing,
         }
     }
 
@@ -357,19 +286,18 @@ impl Rig {
 
     /// How many uploads the sink holds any data of.
     pub(crate) fn sink_uploads(&self) -> usize {
-        match (&self.memory, &self.root) {
-            (Some(sink), _) => sink.upload_count(),
-            (None, Some(root)) => std::fs::read_dir(root.join("uploads"))
+        match &self.backing {
+            Backing::Memory(sink) => sink.upload_count(),
+            Backing::Fs { root, .. } => std::fs::read_dir(root.join("uploads"))
                 .expect("the uploads directory")
                 .count(),
-            (None, None) => unreachable!("a rig has a backend"),
         }
     }
 
     /// How many part files the filesystem sink holds for an upload (`None`
     /// on the memory backends).
     pub(crate) fn part_files(&self, id: SessionId) -> Option<usize> {
-        let upload = self.root.as_ref()?.join("uploads").join(id.to_string());
+        let upload = self.backing.root()?.join("uploads").join(id.to_string());
         Some(stored_attempts(&upload))
     }
 
@@ -378,7 +306,7 @@ impl Rig {
     /// finished blob and its description.
     #[track_caller]
     pub(crate) fn assert_no_leftovers(&self) {
-        let Some(root) = &self.root else {
+        let Some(root) = self.backing.root() else {
             return;
         };
         for path in walk(root) {
@@ -409,4 +337,5 @@ impl Rig {
 
 // Shared by the targets that include this file; each uses a subset.
 #[allow(unused_imports)]
+pub(crate) use crate::backends::{Backend, Backing, backends, body, data, sha256, t0};
 pub(crate) use crate::files::{entries, stored_attempts, walk};

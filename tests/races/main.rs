@@ -12,6 +12,10 @@
 //! exactly the bytes that were recorded. The tallies of the outcomes seen
 //! are printed (`-- --nocapture`).
 
+// Shared with the fault tests, which look inside the backends more.
+#[allow(dead_code)]
+#[path = "../support/backends.rs"]
+mod backends;
 #[path = "../support/files.rs"]
 mod files;
 // The engine scenarios' harness; the races use part of it.
