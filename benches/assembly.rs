@@ -139,7 +139,7 @@ async fn stage(
         receipts.push(PartReceipt {
             offset: spec.offset,
             len: PART as u64,
-            sha256: upload.part_digests[index],
+            sha256: Some(upload.part_digests[index]),
             part,
         });
     }

@@ -1,8 +1,8 @@
 //! The ledger: which byte ranges of the file have arrived, and where they are.
 //!
 //! The ledger models *bytes*, not chunks: each recorded part covers a byte
-//! range and carries its SHA-256 and the sink's reference to the stored
-//! bytes. The session REST dialect addresses chunk `i` as the range
+//! range and carries the sink's reference to the stored bytes, and their
+//! SHA-256 when the client declared one. The session REST dialect addresses chunk `i` as the range
 //! `[i * chunk_size, ...)`; appending dialects add parts at the current
 //! offset. Parts never overlap, except that a part may be replaced by a part
 //! with exactly the same range (a retried chunk).
@@ -19,9 +19,10 @@
 //! size, the whole-file digest is known without reading the data again.
 //!
 //! A hash cannot be rewound: when a part inside the prefix is replaced by
-//! different bytes (a retried chunk whose receipt has another SHA-256), the
-//! prefix goes back to nothing and the digest is computed again later. A
-//! retry with the same bytes keeps it.
+//! bytes not known to be the same (a retried chunk whose receipt has another
+//! SHA-256, or none), the prefix goes back to nothing and the digest is
+//! computed again later. A retry whose declared digest is the recorded one
+//! keeps it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -58,8 +59,11 @@ pub struct PartReceipt {
     pub offset: u64,
     /// Its length in bytes (never 0).
     pub len: u64,
-    /// The SHA-256 of its bytes, computed as they streamed in.
-    pub sha256: Sha256Digest,
+    /// The SHA-256 of its bytes, computed as they streamed in when the
+    /// client declared a digest of them (otherwise their bytes are hashed
+    /// only into the whole file's digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256Digest>,
     /// Where the sink keeps it.
     pub part: PartRef,
 }
@@ -221,8 +225,11 @@ impl Ledger {
         }
         if let Some(same) = self.parts.get(&receipt.offset) {
             if same.len == receipt.len {
-                // Other bytes inside the hashed prefix: it no longer holds.
-                if receipt.offset < self.hashed.upto && same.sha256 != receipt.sha256 {
+                // Other bytes (or bytes not known to be the same) inside the
+                // hashed prefix: it no longer holds.
+                if receipt.offset < self.hashed.upto
+                    && (receipt.sha256.is_none() || same.sha256 != receipt.sha256)
+                {
                     self.hashed = HashedPrefix::default();
                 }
                 return Ok(self.parts.insert(receipt.offset, receipt));
@@ -404,7 +411,7 @@ mod tests {
         PartReceipt {
             offset,
             len,
-            sha256: Sha256Digest::of(tag.as_bytes()),
+            sha256: Some(Sha256Digest::of(tag.as_bytes())),
             part: PartRef::new(tag),
         }
     }

@@ -450,7 +450,7 @@ impl Run {
         let receipt = PartReceipt {
             offset: range.start,
             len: range.end - range.start,
-            sha256: Sha256Digest::of(tag.as_bytes()),
+            sha256: Some(Sha256Digest::of(tag.as_bytes())),
             part: PartRef::new(tag.clone()),
         };
 

@@ -135,7 +135,7 @@ mod fixtures {
         PartReceipt {
             offset: range.start,
             len: range.end - range.start,
-            sha256: Sha256Digest::of(&index.to_le_bytes()),
+            sha256: Some(Sha256Digest::of(&index.to_le_bytes())),
             part: PartRef::new(format!("{:010}.part", index)),
         }
     }

@@ -898,7 +898,7 @@ async fn put_ok(
     PartReceipt {
         offset,
         len: bytes.len() as u64,
-        sha256: Sha256Digest::of(bytes),
+        sha256: Some(Sha256Digest::of(bytes)),
         part,
     }
 }

@@ -418,7 +418,7 @@ fn empty_receipt(offset: u64) -> PartReceipt {
     PartReceipt {
         offset,
         len: 0,
-        sha256: crate::digest::Sha256Digest::of(b""),
+        sha256: Some(crate::digest::Sha256Digest::of(b"")),
         part: crate::ledger::PartRef::new(""),
     }
 }

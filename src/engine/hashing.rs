@@ -6,14 +6,15 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use futures::StreamExt;
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 use tokio::sync::watch;
 
 use super::{Actor, Engine};
 use crate::digest::Sha256Digest;
-use crate::error::{Error, SinkError};
+use crate::error::{BoxError, Error, SinkError};
 use crate::ledger::{HashedPrefix, Ledger, PartReceipt};
 use crate::machine;
+use crate::meter::hashers::{BodyHashers, Hashing};
 use crate::session::{Session, SessionId, SessionState};
 use crate::sink::{BlobDigest, UploadHandle};
 
@@ -184,14 +185,16 @@ impl Engine {
     }
 
     /// `from` continued with the bytes of `parts` (which follow it without
-    /// a gap), read back from the sink.
+    /// a gap), read back from the sink and hashed on a thread of their own
+    /// (overlapped with the reading).
     async fn hash_parts(
         &self,
         upload: &UploadHandle,
         from: &HashedPrefix,
         parts: &[PartReceipt],
     ) -> Result<HashedPrefix, SinkError> {
-        let mut hasher = from.hasher();
+        let mut hashing = Hashing::start(BodyHashers::running(from.hasher()), true);
+        let hashing_failed = |e: BoxError| SinkError::Backend(format!("hashing: {e}").into());
         let mut upto = from.upto();
         for part in parts {
             let mut stream = self.sink.read_part(upload, part).await?;
@@ -202,7 +205,7 @@ impl Engine {
                 if read > part.len {
                     break;
                 }
-                hasher.update(&bytes);
+                hashing.feed(&bytes).await.map_err(hashing_failed)?;
             }
             if read != part.len {
                 return Err(SinkError::Backend(
@@ -215,6 +218,10 @@ impl Engine {
             }
             upto = part.range().end;
         }
+        let hashed = hashing.finish().await.map_err(hashing_failed)?;
+        let hasher = hashed
+            .running
+            .ok_or_else(|| hashing_failed("the running hasher was lost".into()))?;
         Ok(HashedPrefix::new(upto, &hasher))
     }
 

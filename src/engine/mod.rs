@@ -402,13 +402,14 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=cap_us))).await;
 }
 
-/// A body stored by [`Engine::store_body`]: where, how long, its SHA-256,
+/// A body stored by [`Engine::store_body`]: where, how long, its SHA-256 if
+/// a declared checksum needed it,
 /// the error that cut it off if a cut-off body was kept, and the running
 /// whole-file hasher continued with its bytes if one was given.
 struct StoredBody {
     part: PartRef,
     len: u64,
-    sha256: crate::digest::Sha256Digest,
+    sha256: Option<crate::digest::Sha256Digest>,
     cut_off: Option<BoxError>,
     running: Option<sha2::Sha256>,
 }

@@ -67,8 +67,11 @@ pub struct ChunkReceipt {
     pub offset: u64,
     /// Its length.
     pub len: u64,
-    /// The SHA-256 of the bytes received.
-    pub sha256: Sha256Digest,
+    /// The SHA-256 of the bytes received, when the request declared it
+    /// (`Content-Digest: sha-256`) and so it was checked; `None` when the
+    /// request declared no SHA-256 (the chunk's bytes are then hashed only
+    /// into the whole file's digest).
+    pub sha256: Option<Sha256Digest>,
     /// Whether it replaced an earlier upload of the same chunk.
     pub replaced: bool,
     /// The session's expiry, extended by this chunk.

@@ -97,7 +97,9 @@ struct ChunkReply {
     chunk_id: u64,
     offset: u64,
     size: u64,
-    sha256: String,
+    /// Only for a chunk sent with `Content-Digest: sha-256` (checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
     expires_at: String,
 }
 
@@ -333,7 +335,7 @@ fn chunk_reply(id: SessionId, r: &ChunkReceipt) -> ChunkReply {
         chunk_id: r.index,
         offset: r.offset,
         size: r.len,
-        sha256: r.sha256.to_string(),
+        sha256: r.sha256.map(|d| d.to_string()),
         expires_at: rfc3339(r.expires_at),
     }
 }

@@ -119,12 +119,20 @@ fn spawn_chunk(
     index: u64,
     body: impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
 ) -> tokio::task::JoinHandle<Result<ChunkReceipt, Error>> {
+    spawn_chunk_with(h, me, id, index, body, ChunkOptions::default())
+}
+
+/// [`spawn_chunk`] with these options.
+fn spawn_chunk_with(
+    h: &Harness,
+    me: &resumable::Owner,
+    id: resumable::SessionId,
+    index: u64,
+    body: impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    options: ChunkOptions,
+) -> tokio::task::JoinHandle<Result<ChunkReceipt, Error>> {
     let (engine, me) = (h.engine.clone(), me.clone());
-    tokio::spawn(async move {
-        engine
-            .upload_chunk(&me, id, index, body, ChunkOptions::default())
-            .await
-    })
+    tokio::spawn(async move { engine.upload_chunk(&me, id, index, body, options).await })
 }
 
 /// The result of a racing task, which must end within a generous bound (a
@@ -165,18 +173,27 @@ async fn the_same_chunk_uploaded_twice_at_once(backend: Backend) {
             let b = if identical { a.clone() } else { flipped(&a) };
             let gate = Gate::new(2);
             let (pause_a, pause_b) = pauses(round);
-            let task_a = spawn_chunk(
+            // Each declares its digest, so each receipt names its own bytes.
+            let task_a = spawn_chunk_with(
                 &h,
                 &me,
                 info.id,
                 K,
                 gated_body(a.clone(), gate.clone(), pause_a),
+                with_sha(sha256(&a)),
             );
-            let task_b = spawn_chunk(&h, &me, info.id, K, gated_body(b.clone(), gate, pause_b));
+            let task_b = spawn_chunk_with(
+                &h,
+                &me,
+                info.id,
+                K,
+                gated_body(b.clone(), gate, pause_b),
+                with_sha(sha256(&b)),
+            );
             let ra = ended(task_a, "task A").await.expect("upload A is recorded");
             let rb = ended(task_b, "task B").await.expect("upload B is recorded");
             assert_ne!(ra.replaced, rb.replaced, "exactly one first receipt");
-            assert_eq!((ra.sha256, rb.sha256), (sha256(&a), sha256(&b)));
+            assert_eq!((ra.sha256, rb.sha256), (Some(sha256(&a)), Some(sha256(&b))));
             let (last, outcome) = match (ra.replaced, identical) {
                 (true, true) => (&a, "identical, B first"),
                 (false, true) => (&b, "identical, A first"),

@@ -17,7 +17,7 @@ fn part_of(s: &Session, index: u64, bytes: &[u8], tag: &str) -> PartReceipt {
     PartReceipt {
         offset: range.start,
         len: range.end - range.start,
-        sha256: Sha256Digest::of(bytes),
+        sha256: Some(Sha256Digest::of(bytes)),
         part: PartRef::new(tag),
     }
 }

@@ -96,7 +96,7 @@ fn receipt(range: std::ops::Range<u64>, tag: &str) -> PartReceipt {
     PartReceipt {
         offset: range.start,
         len: range.end - range.start,
-        sha256: Sha256Digest::of(tag.as_bytes()),
+        sha256: Some(Sha256Digest::of(tag.as_bytes())),
         part: PartRef::new(tag),
     }
 }

@@ -1,16 +1,23 @@
 //! A body stream that counts, hashes and enforces a length on the way to the
 //! sink, and reports how the body ended.
 //!
-//! Each buffer is hashed as it passes: by the part's own SHA-256 (its
-//! receipt's digest), by the algorithm of a declared checksum if another,
-//! and, when the body starts where the file's hashed prefix ends, by the
-//! running whole-file hasher resumed from that prefix. All of them read the
-//! same buffer once it arrived, so the bytes are passed over once.
+//! Each buffer is hashed as it passes: by the algorithm of a declared
+//! checksum (SHA-256 for a `Content-Digest: sha-256`; every supported one
+//! for a checksum announced to come late) and, when the body starts where
+//! the file's hashed prefix ends, by the running whole-file hasher resumed
+//! from that prefix. A body with neither is not hashed at all: its part's
+//! receipt then has no SHA-256 of its own, and the whole file's digest is
+//! computed from the sink later. All the hashers read the same buffer, so
+//! the bytes are passed over once; a large body's buffers are hashed on a
+//! thread of their own ([`hashers`]), overlapped with the receiving and the
+//! writing.
 //!
 //! The sink sees an error item, and so stores nothing, whenever the body
 //! breaks its length rule, fails (unless the caller keeps cut-off bodies), or
 //! does not match a declared checksum. The engine learns which of these
 //! happened from the [`MeterReport`].
+
+pub(crate) mod hashers;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -19,11 +26,12 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 use futures::stream::BoxStream;
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 
-use crate::checksum::{Checksum, ChecksumAlgorithm, Hasher, LateChecksum};
+use crate::checksum::{Checksum, ChecksumAlgorithm, LateChecksum};
 use crate::digest::Sha256Digest;
 use crate::error::{BodyLength, BoxError};
+use hashers::{BodyHashers, BodySums, Hashing, OFF_TASK_FROM};
 
 /// How long a body must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +40,16 @@ pub(crate) enum LengthRule {
     Exact(u64),
     /// At most this many bytes, if limited (an append); fewer is fine.
     AtMost(Option<u64>),
+}
+
+impl LengthRule {
+    /// The most bytes the body may have, if limited.
+    fn limit(self) -> Option<u64> {
+        match self {
+            LengthRule::Exact(n) => Some(n),
+            LengthRule::AtMost(n) => n,
+        }
+    }
 }
 
 /// Which checksum the body must match.
@@ -46,14 +64,26 @@ pub(crate) enum Expected {
     Late(LateChecksum),
 }
 
+impl Expected {
+    /// The algorithms the body must be hashed with to check it.
+    fn algorithms(&self) -> Vec<ChecksumAlgorithm> {
+        match self {
+            Expected::Nothing => Vec::new(),
+            Expected::Now(c) => vec![c.algorithm],
+            Expected::Late(_) => ChecksumAlgorithm::ALL.to_vec(),
+        }
+    }
+}
+
 /// How a metered body ended.
 #[derive(Debug)]
 pub(crate) enum MeterOutcome {
-    /// The body is acceptable: `len` bytes with this SHA-256. `cut_off` holds
-    /// the body's error when the caller keeps cut-off bodies.
+    /// The body is acceptable: `len` bytes, with their SHA-256 if a declared
+    /// checksum needed it. `cut_off` holds the body's error when the caller
+    /// keeps cut-off bodies.
     Complete {
         len: u64,
-        sha256: Sha256Digest,
+        sha256: Option<Sha256Digest>,
         cut_off: Option<BoxError>,
         /// The running whole-file hasher, continued with this body's bytes,
         /// if one was given.
@@ -87,6 +117,16 @@ impl MeterReport {
     }
 }
 
+/// Where the metered stream is.
+enum Phase {
+    /// Passing the body's buffers on.
+    Streaming,
+    /// The body ended (or was cut off, and is kept): waiting for the hashers.
+    Ending { cut_off: Option<BoxError> },
+    /// Over: the outcome is reported.
+    Over,
+}
+
 /// The metering stream.
 pub(crate) struct Metered {
     inner: BoxStream<'static, Result<Bytes, BoxError>>,
@@ -94,11 +134,8 @@ pub(crate) struct Metered {
     keep_cut_off: bool,
     expected: Expected,
     seen: u64,
-    /// SHA-256 first, then the algorithms a checksum may need; empty once
-    /// the body ended.
-    hashers: Vec<Hasher>,
-    /// The whole file's hasher, resumed where this body starts.
-    running: Option<Sha256>,
+    hashing: Hashing,
+    phase: Phase,
     report: MeterReport,
 }
 
@@ -115,19 +152,8 @@ impl Metered {
         expected: Expected,
         running: Option<Sha256>,
     ) -> (Self, MeterReport) {
-        let mut hashers = vec![Hasher::new(ChecksumAlgorithm::Sha256)];
-        match &expected {
-            Expected::Now(c) if c.algorithm != ChecksumAlgorithm::Sha256 => {
-                hashers.push(Hasher::new(c.algorithm));
-            }
-            Expected::Late(_) => hashers.extend(
-                ChecksumAlgorithm::ALL
-                    .into_iter()
-                    .filter(|a| *a != ChecksumAlgorithm::Sha256)
-                    .map(Hasher::new),
-            ),
-            _ => {}
-        }
+        let hashers = BodyHashers::new(&expected.algorithms(), running);
+        let large = rule.limit().is_none_or(|n| n >= OFF_TASK_FROM);
         let report = MeterReport::default();
         let metered = Metered {
             inner,
@@ -135,8 +161,8 @@ impl Metered {
             keep_cut_off,
             expected,
             seen: 0,
-            hashers,
-            running,
+            hashing: Hashing::start(hashers, large),
+            phase: Phase::Streaming,
             report: report.clone(),
         };
         (metered, report)
@@ -147,8 +173,8 @@ impl Metered {
         outcome: MeterOutcome,
         message: &'static str,
     ) -> Poll<Option<std::io::Result<Bytes>>> {
-        self.hashers.clear();
-        self.running = None;
+        self.hashing.abandon();
+        self.phase = Phase::Over;
         self.report.set(outcome);
         Poll::Ready(Some(Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -156,17 +182,29 @@ impl Metered {
         ))))
     }
 
-    /// The body ended (or was cut off and is kept): check length and checksum.
-    fn finish(&mut self, cut_off: Option<BoxError>) -> Poll<Option<std::io::Result<Bytes>>> {
+    /// The body ended (or was cut off and is kept): checks the length, and
+    /// goes on to wait for the hashers in [`Phase::Ending`] (`None`) or
+    /// fails.
+    fn end(&mut self, cut_off: Option<BoxError>) -> Option<Poll<Option<std::io::Result<Bytes>>>> {
         if let LengthRule::Exact(len) = self.rule
             && self.seen < len
         {
             let seen = self.seen;
-            return match cut_off {
+            return Some(match cut_off {
                 Some(e) => self.fail(MeterOutcome::Failed(e), "request body failed"),
                 None => self.fail(MeterOutcome::TooShort(seen), "body shorter than the chunk"),
-            };
+            });
         }
+        self.phase = Phase::Ending { cut_off };
+        None
+    }
+
+    /// Every byte is hashed: check the checksum and report.
+    fn finish(
+        &mut self,
+        cut_off: Option<BoxError>,
+        hashed: BodySums,
+    ) -> Poll<Option<std::io::Result<Bytes>>> {
         let (expected, announced) = match std::mem::take(&mut self.expected) {
             Expected::Nothing => (None, false),
             Expected::Now(c) => (Some(c), true),
@@ -184,11 +222,9 @@ impl Metered {
             let missing = "the body ended without the checksum it announced";
             return self.fail(MeterOutcome::Failed(missing.into()), missing);
         }
-        let sums: Vec<Checksum> = self.hashers.drain(..).map(Hasher::finish).collect();
-        let sha256 =
-            Sha256Digest::from_slice(&sums[0].value).unwrap_or(Sha256Digest::from_bytes([0; 32]));
         if let Some(expected) = expected {
-            let actual = sums
+            let actual = hashed
+                .sums
                 .iter()
                 .find(|s| s.algorithm == expected.algorithm)
                 .cloned();
@@ -212,13 +248,44 @@ impl Metered {
                 }
             }
         }
+        self.phase = Phase::Over;
         self.report.set(MeterOutcome::Complete {
             len: self.seen,
-            sha256,
+            sha256: hashed.sha256(),
             cut_off,
-            running: self.running.take(),
+            running: hashed.running,
         });
         Poll::Ready(None)
+    }
+
+    /// Takes the next buffer of the body, hashing it on the way; `None` once
+    /// the body ended and the hashers are to be waited for.
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Option<Poll<Option<std::io::Result<Bytes>>>> {
+        match self.hashing.poll_ready(cx) {
+            Poll::Pending => return Some(Poll::Pending),
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                return Some(self.fail(MeterOutcome::Failed(e), "the body could not be hashed"));
+            }
+        }
+        Some(match self.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(bytes))) => {
+                self.seen += bytes.len() as u64;
+                if self.rule.limit().is_some_and(|max| self.seen > max) {
+                    return Some(self.fail(MeterOutcome::TooLong, "body longer than allowed"));
+                }
+                if let Err(e) = self.hashing.update(&bytes) {
+                    return Some(
+                        self.fail(MeterOutcome::Failed(e), "the body could not be hashed"),
+                    );
+                }
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(Some(Err(e))) if self.keep_cut_off => return self.end(Some(e)),
+            Poll::Ready(Some(Err(e))) => self.fail(MeterOutcome::Failed(e), "request body failed"),
+            Poll::Ready(None) => return self.end(None),
+        })
     }
 }
 
@@ -227,31 +294,27 @@ impl Stream for Metered {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.hashers.is_empty() {
-            return Poll::Ready(None);
-        }
-        match this.inner.as_mut().poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(bytes))) => {
-                this.seen += bytes.len() as u64;
-                let limit = match this.rule {
-                    LengthRule::Exact(n) => Some(n),
-                    LengthRule::AtMost(n) => n,
-                };
-                if limit.is_some_and(|max| this.seen > max) {
-                    return this.fail(MeterOutcome::TooLong, "body longer than allowed");
+        loop {
+            match &mut this.phase {
+                Phase::Over => return Poll::Ready(None),
+                Phase::Streaming => match this.poll_body(cx) {
+                    Some(poll) => return poll,
+                    None => continue,
+                },
+                Phase::Ending { .. } => {
+                    let hashed = std::task::ready!(this.hashing.poll_finish(cx));
+                    let Phase::Ending { cut_off } = std::mem::replace(&mut this.phase, Phase::Over)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    return match hashed {
+                        Ok(hashed) => this.finish(cut_off, hashed),
+                        Err(e) => {
+                            this.fail(MeterOutcome::Failed(e), "the body could not be hashed")
+                        }
+                    };
                 }
-                for h in &mut this.hashers {
-                    h.update(&bytes);
-                }
-                if let Some(running) = &mut this.running {
-                    running.update(&bytes);
-                }
-                Poll::Ready(Some(Ok(bytes)))
             }
-            Poll::Ready(Some(Err(e))) if this.keep_cut_off => this.finish(Some(e)),
-            Poll::Ready(Some(Err(e))) => this.fail(MeterOutcome::Failed(e), "request body failed"),
-            Poll::Ready(None) => this.finish(None),
         }
     }
 }
@@ -269,7 +332,9 @@ impl MeterOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksum::Hasher;
     use futures::StreamExt;
+    use sha2::Digest as _;
 
     fn body(parts: &[&'static [u8]]) -> BoxStream<'static, Result<Bytes, BoxError>> {
         let items: Vec<Result<Bytes, BoxError>> =
@@ -305,26 +370,97 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn exact_length_passes_and_is_hashed() {
-        let (m, report) = metered(
-            body(&[b"ab", b"c"]),
-            LengthRule::Exact(3),
-            false,
-            Expected::Nothing,
+    async fn exact_length_passes_and_is_hashed_only_for_a_declared_digest() {
+        let declared = Expected::Now(Sha256Digest::of(b"abc").into());
+        for (expected, sha256) in [
+            (Expected::Nothing, None),
+            (declared, Some(Sha256Digest::of(b"abc"))),
+        ] {
+            let (m, report) = metered(body(&[b"ab", b"c"]), LengthRule::Exact(3), false, expected);
+            let (data, failed) = drain(m).await;
+            assert_eq!((data.as_slice(), failed), (&b"abc"[..], false));
+            match report.take() {
+                Some(MeterOutcome::Complete {
+                    len: 3,
+                    sha256: got,
+                    cut_off: None,
+                    running: None,
+                }) => assert_eq!(got, sha256),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// A large body in many buffers, as the engine meters a big chunk.
+    fn large_body(buffers: usize) -> (Vec<u8>, BoxStream<'static, Result<Bytes, BoxError>>) {
+        let data: Vec<u8> = (0..buffers * 65_536)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let items: Vec<Result<Bytes, BoxError>> = data
+            .chunks(65_536)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        (data, futures::stream::iter(items).boxed())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_body_is_hashed_off_the_task_with_the_same_result() {
+        let (data, inner) = large_body(40);
+        let len = data.len() as u64;
+        assert!(
+            len >= OFF_TASK_FROM,
+            "large enough to be hashed off the task"
         );
-        let (data, failed) = drain(m).await;
-        assert_eq!((data.as_slice(), failed), (&b"abc"[..], false));
-        match report.take() {
+        let mut resumed = Sha256::new();
+        resumed.update(b"prefix");
+        let (m, r) = Metered::new(
+            inner,
+            LengthRule::Exact(len),
+            false,
+            Expected::Now(Sha256Digest::of(&data).into()),
+            Some(resumed),
+        );
+        let (passed, failed) = drain(m).await;
+        assert!(!failed && passed == data, "the body passes unchanged");
+        match r.take() {
             Some(MeterOutcome::Complete {
-                len: 3,
                 sha256,
-                cut_off: None,
-                running: None,
+                running: Some(running),
+                ..
             }) => {
-                assert_eq!(sha256, Sha256Digest::of(b"abc"))
+                assert_eq!(sha256, Some(Sha256Digest::of(&data)));
+                let whole = [b"prefix".as_slice(), &data].concat();
+                assert_eq!(Sha256Digest::from_hasher(running), Sha256Digest::of(&whole));
             }
             other => panic!("{other:?}"),
         }
+
+        // Refused bodies end the thread's work without an outcome of it.
+        let (data, inner) = large_body(40);
+        let (m, r) = Metered::new(
+            inner,
+            LengthRule::Exact(data.len() as u64 - 1),
+            false,
+            Expected::Nothing,
+            Some(Sha256::new()),
+        );
+        assert!(drain(m).await.1);
+        assert!(matches!(r.take(), Some(MeterOutcome::TooLong)));
+        let (data, inner) = large_body(40);
+        let mut wrong = data.clone();
+        wrong[12_345] ^= 1;
+        let (m, r) = Metered::new(
+            inner,
+            LengthRule::AtMost(None),
+            false,
+            Expected::Now(Sha256Digest::of(&wrong).into()),
+            None,
+        );
+        assert!(drain(m).await.1);
+        assert!(matches!(
+            r.take(),
+            Some(MeterOutcome::ChecksumMismatch { .. })
+        ));
     }
 
     #[tokio::test]
@@ -480,7 +616,7 @@ mod tests {
                 running: Some(running),
                 ..
             }) => {
-                assert_eq!(sha256, Sha256Digest::of(b"456"), "the part's own digest");
+                assert_eq!(sha256, None, "no digest of its own was asked for");
                 assert_eq!(
                     Sha256Digest::from_hasher(running),
                     Sha256Digest::of(b"0123456"),
