@@ -95,8 +95,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::file_writer::{Durability, write_body};
 use super::{
     BlobDigest, BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle,
 };
@@ -489,7 +490,7 @@ fn claim_append(dir: &Path, claim: Claim, offset: u64) -> Result<Option<InPlace>
 
 /// Streams `body` into `data` at the attempt's offset and makes it durable;
 /// on failure gives back what the attempt took.
-async fn write_in_place(attempt: InPlace, mut body: ByteStream) -> Result<(), SinkError> {
+async fn write_in_place(attempt: InPlace, body: ByteStream) -> Result<(), SinkError> {
     let InPlace {
         data,
         dir,
@@ -497,30 +498,12 @@ async fn write_in_place(attempt: InPlace, mut body: ByteStream) -> Result<(), Si
         offset,
         limit,
     } = attempt;
-    let mut file = tokio::fs::File::from_std(data);
-    let written: Result<(), SinkError> = async {
-        file.seek(io::SeekFrom::Start(offset))
-            .await
-            .map_err(SinkError::from_io)?;
-        let mut len = 0u64;
-        while let Some(item) = body.next().await {
-            let bytes = item.map_err(SinkError::Body)?;
-            len += bytes.len() as u64;
-            if let Some(limit) = limit.filter(|limit| len > *limit) {
-                return Err(SinkError::Body(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("the body has more than the part's {limit} bytes"),
-                )));
-            }
-            file.write_all(&bytes).await.map_err(SinkError::from_io)?;
-        }
-        file.flush().await.map_err(SinkError::from_io)?;
-        file.sync_data().await.map_err(SinkError::from_io)
-    }
-    .await;
-    // Waits for a write still under way: after this, the attempt writes
+    let data = Arc::new(data);
+    // Returns once the writer stopped: after this, the attempt writes
     // nothing more.
-    let data = file.into_std().await;
+    let written = write_body(data.clone(), offset, limit, body, Durability::Data)
+        .await
+        .map(drop);
     blocking(move || {
         let result = written.and_then(|()| {
             // The claim is what keeps later attempts out of the range.
@@ -726,7 +709,7 @@ impl BlobSink for FsSink {
 }
 
 /// Streams `body` into a new file of `parts/` and makes it durable.
-async fn write_aside(dir: &Path, path: &Path, mut body: ByteStream) -> Result<(), SinkError> {
+async fn write_aside(dir: &Path, path: &Path, body: ByteStream) -> Result<(), SinkError> {
     // Finalized: the upload takes no more parts (`parts/` may still be
     // there while the finalizer cleans up).
     if tokio::fs::try_exists(dir.join("blob"))
@@ -735,18 +718,13 @@ async fn write_aside(dir: &Path, path: &Path, mut body: ByteStream) -> Result<()
     {
         return Err(SinkError::NotFound);
     }
-    let mut file = match tokio::fs::File::create_new(path).await {
-        Ok(f) => f,
+    let file = match tokio::fs::File::create_new(path).await {
+        Ok(f) => Arc::new(f.into_std().await),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SinkError::NotFound),
         Err(e) => return Err(SinkError::from_io(e)),
     };
     let written: Result<(), SinkError> = async {
-        while let Some(item) = body.next().await {
-            let bytes = item.map_err(SinkError::Body)?;
-            file.write_all(&bytes).await.map_err(SinkError::from_io)?;
-        }
-        file.flush().await.map_err(SinkError::from_io)?;
-        file.sync_all().await.map_err(SinkError::from_io)?;
+        write_body(file.clone(), 0, None, body, Durability::All).await?;
         let parts = path.parent().map(Path::to_path_buf).unwrap_or_default();
         blocking(move || sync_dir(&parts).map_err(SinkError::from_io)).await?;
         match tokio::fs::try_exists(dir.join("blob")).await {
