@@ -138,6 +138,7 @@ pub mod http;
 pub mod ledger;
 pub mod machine;
 mod meter;
+mod offload;
 pub mod policy;
 pub mod session;
 pub mod sink;

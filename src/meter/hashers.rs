@@ -1,27 +1,21 @@
 //! The hashing a metered body needs, done on the receiving task or, for a
-//! large body, on a thread of its own that the body's buffers are handed to
-//! (so that hashing overlaps with receiving and writing on another core).
+//! large body, on tokio's blocking pool, overlapped with the receiving and
+//! the writing ([`Offload`]).
 
-use std::future::Future as _;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::channel::mpsc;
 use sha2::{Digest as _, Sha256};
 
 use crate::checksum::{Checksum, ChecksumAlgorithm, Hasher};
 use crate::digest::Sha256Digest;
 use crate::error::BoxError;
+use crate::offload::Offload;
 
 /// A body of at least this many bytes (or of unknown length) is hashed on
-/// a thread of its own; a smaller one on the receiving task, where handing
-/// its buffers over would cost more than it saves.
+/// the blocking pool; a smaller one on the receiving task, where handing its
+/// buffers over would cost more than it saves.
 pub(crate) const OFF_TASK_FROM: u64 = 1 << 20;
-
-/// How many of a body's buffers may wait for the hashing thread before the
-/// body is read on: bounds the memory a slow hasher holds.
-const QUEUED_BUFFERS: usize = 8;
 
 /// Every hasher one body feeds.
 #[derive(Debug)]
@@ -80,6 +74,14 @@ impl BodyHashers {
         }
     }
 
+    /// The [`Offload`] work: hashes a batch of buffers.
+    fn update_batch(&mut self, batch: &[Bytes]) -> Result<(), BoxError> {
+        for bytes in batch {
+            self.update(bytes);
+        }
+        Ok(())
+    }
+
     fn finish(self) -> BodySums {
         BodySums {
             sums: self.sums.into_iter().map(Hasher::finish).collect(),
@@ -93,48 +95,29 @@ impl BodyHashers {
 pub(crate) enum Hashing {
     /// On the task that polls the body.
     OnTask(BodyHashers),
-    /// On a blocking thread of the tokio runtime, fed through a bounded
-    /// channel.
-    OffTask {
-        /// `None` once the body ended (the thread then finishes).
-        feed: Option<mpsc::Sender<Bytes>>,
-        done: tokio::task::JoinHandle<BodySums>,
-    },
+    /// On tokio's blocking pool, a batch of buffers at a time.
+    OffTask(Offload<BodyHashers>),
     /// Finished, or given up with the body.
     Over,
 }
 
 impl Hashing {
-    /// Hashes with `hashers`, on a thread of its own when `off_task` and a
-    /// tokio runtime is there to lend one.
+    /// Hashes with `hashers`, on the blocking pool when `off_task` and a
+    /// tokio runtime is there to lend it.
     pub(crate) fn start(hashers: BodyHashers, off_task: bool) -> Self {
-        let runtime = tokio::runtime::Handle::try_current();
-        match runtime {
+        match tokio::runtime::Handle::try_current() {
             Ok(runtime) if off_task && !hashers.is_idle() => {
-                let (feed, buffers) = mpsc::channel::<Bytes>(QUEUED_BUFFERS);
-                let done = runtime.spawn_blocking(move || {
-                    let mut hashers = hashers;
-                    for bytes in futures::executor::block_on_stream(buffers) {
-                        hashers.update(&bytes);
-                    }
-                    hashers.finish()
-                });
-                Hashing::OffTask {
-                    feed: Some(feed),
-                    done,
-                }
+                Hashing::OffTask(Offload::new(hashers, BodyHashers::update_batch, runtime))
             }
             _ => Hashing::OnTask(hashers),
         }
     }
 
-    /// Ready when the hashers can take another buffer: the hashing thread
-    /// has room in its queue. An error if the thread is gone.
+    /// Ready when the hashers can take another buffer. An error if hashing
+    /// failed.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match self {
-            Hashing::OffTask {
-                feed: Some(feed), ..
-            } => Poll::Ready(ready!(feed.poll_ready(cx)).map_err(|_| hashing_stopped())),
+            Hashing::OffTask(offload) => offload.poll_ready(cx),
             _ => Poll::Ready(Ok(())),
         }
     }
@@ -146,35 +129,29 @@ impl Hashing {
                 hashers.update(bytes);
                 Ok(())
             }
-            Hashing::OffTask {
-                feed: Some(feed), ..
-            } => feed
-                .start_send(bytes.clone())
-                .map_err(|_| hashing_stopped()),
-            _ => Ok(()),
+            Hashing::OffTask(offload) => offload.push(bytes.clone()),
+            Hashing::Over => Ok(()),
         }
     }
 
     /// Ready with the sums once every buffer given is hashed.
     pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<BodySums, BoxError>> {
-        let sums = match self {
+        let hashers = match self {
             Hashing::OnTask(_) => match std::mem::replace(self, Hashing::Over) {
-                Hashing::OnTask(hashers) => Ok(hashers.finish()),
+                Hashing::OnTask(hashers) => Ok(hashers),
                 _ => unreachable!("matched above"),
             },
-            Hashing::OffTask { feed, done } => {
-                // Closing the channel ends the thread's loop.
-                feed.take();
-                let joined = ready!(Pin::new(done).poll(cx));
+            Hashing::OffTask(offload) => {
+                let hashers = std::task::ready!(offload.poll_finish(cx));
                 *self = Hashing::Over;
-                joined.map_err(|e| format!("the hashing thread failed: {e}").into())
+                hashers
             }
             Hashing::Over => Err("the body was hashed already".into()),
         };
-        Poll::Ready(sums)
+        Poll::Ready(hashers.map(BodyHashers::finish))
     }
 
-    /// Hashes `bytes`, waiting for room in the hashing thread's queue.
+    /// Hashes `bytes`, waiting for room first.
     pub(crate) async fn feed(&mut self, bytes: &Bytes) -> Result<(), BoxError> {
         futures::future::poll_fn(|cx| self.poll_ready(cx)).await?;
         self.update(bytes)
@@ -185,12 +162,8 @@ impl Hashing {
         futures::future::poll_fn(|cx| self.poll_finish(cx)).await
     }
 
-    /// Gives up: the thread, if any, stops once it has hashed what it holds.
+    /// Gives up: a batch at work ends on its own, and nothing waits for it.
     pub(crate) fn abandon(&mut self) {
         *self = Hashing::Over;
     }
-}
-
-fn hashing_stopped() -> BoxError {
-    "the hashing thread stopped".into()
 }

@@ -1,23 +1,19 @@
-//! Writing a body stream into a file from one blocking thread per body, fed
-//! the body's buffers through a bounded channel: the receiving task never
-//! waits on the disk, the buffers are written as they came (no copy into a
-//! buffer of the writer's own), and there is one hand-off per buffer instead
-//! of one trip to the blocking pool per write.
+//! Writing a body stream into a file from tokio's blocking pool, a batch of
+//! the received buffers at a time ([`Offload`]): the receiving task never
+//! waits on the disk unless a megabyte is waiting to be written, the
+//! buffers are written as they came (positioned writes, no copy into a
+//! buffer of the writer's own), and there is one trip to the pool per batch
+//! instead of one per write.
 
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::channel::mpsc;
-use futures::{SinkExt as _, StreamExt as _};
+use futures::StreamExt as _;
 
 use super::ByteStream;
-use crate::error::SinkError;
-
-/// How many buffers may wait for the writer before the body is read on:
-/// bounds the memory a slow disk holds per body.
-const QUEUED_BUFFERS: usize = 8;
+use crate::error::{BoxError, SinkError};
+use crate::offload::Offload;
 
 /// What makes the written bytes durable once the body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,18 +24,29 @@ pub(super) enum Durability {
     All,
 }
 
-/// What the writer thread is told.
-enum Order {
-    /// Write these bytes next.
-    Write(Bytes),
-    /// The body ended well: make what was written durable.
-    Sync(Durability),
+/// Where the next buffer goes.
+#[derive(Debug)]
+struct Cursor {
+    file: Arc<File>,
+    at: u64,
+}
+
+impl Cursor {
+    /// The [`Offload`] work: writes a batch of buffers at the cursor.
+    fn write_batch(&mut self, batch: &[bytes::Bytes]) -> Result<(), BoxError> {
+        for bytes in batch {
+            write_all_at(&self.file, bytes, self.at)?;
+            self.at += bytes.len() as u64;
+        }
+        Ok(())
+    }
 }
 
 /// Writes `body` into `file` from `offset` on, and makes it durable. Refuses
 /// (before writing it) a buffer that would take the body past `limit`
 /// bytes. Returns how many bytes were written; on an error, some of the body
-/// may have been written, and nothing was synced.
+/// may have been written, and nothing was synced. Returns only once nothing
+/// more of the body is being written.
 pub(super) async fn write_body(
     file: Arc<File>,
     offset: u64,
@@ -47,21 +54,12 @@ pub(super) async fn write_body(
     mut body: ByteStream,
     durability: Durability,
 ) -> Result<u64, SinkError> {
-    let (mut orders, queue) = mpsc::channel::<Order>(QUEUED_BUFFERS);
-    let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
-        let mut at = offset;
-        for order in futures::executor::block_on_stream(queue) {
-            match order {
-                Order::Write(bytes) => {
-                    write_all_at(&file, &bytes, at)?;
-                    at += bytes.len() as u64;
-                }
-                Order::Sync(Durability::Data) => file.sync_data()?,
-                Order::Sync(Durability::All) => file.sync_all()?,
-            }
-        }
-        Ok(())
-    });
+    let runtime = tokio::runtime::Handle::current();
+    let cursor = Cursor {
+        file: file.clone(),
+        at: offset,
+    };
+    let mut writer = Offload::new(cursor, Cursor::write_batch, runtime);
     let fed: Result<u64, SinkError> = async {
         let mut len = 0u64;
         while let Some(item) = body.next().await {
@@ -73,24 +71,35 @@ pub(super) async fn write_body(
                     format!("the body has more than the part's {limit} bytes"),
                 )));
             }
-            if orders.send(Order::Write(bytes)).await.is_err() {
-                // The writer stopped on an error: it is reported below.
-                return Ok(len);
-            }
+            futures::future::poll_fn(|cx| writer.poll_ready(cx))
+                .await
+                .map_err(written_error)?;
+            writer.push(bytes).map_err(written_error)?;
         }
-        // If the writer stopped, its error is reported below.
-        let _ = orders.send(Order::Sync(durability)).await;
         Ok(len)
     }
     .await;
-    // Closing the channel ends the writer once it has done what it holds.
-    drop(orders);
-    let written = writer
-        .await
-        .map_err(|e| SinkError::Backend(Box::new(e)))?
-        .map_err(SinkError::from_io);
+    // Whatever happened, nothing is written past this point. On an error,
+    // what was gathered is written anyway: the caller gives the range up.
+    let written = writer.finish().await.map_err(written_error);
     let len = fed?;
-    written.map(|()| len)
+    written?;
+    tokio::task::spawn_blocking(move || match durability {
+        Durability::Data => file.sync_data(),
+        Durability::All => file.sync_all(),
+    })
+    .await
+    .map_err(|e| SinkError::Backend(Box::new(e)))?
+    .map_err(SinkError::from_io)?;
+    Ok(len)
+}
+
+/// A failed write's error, as the sink reports it.
+fn written_error(e: BoxError) -> SinkError {
+    match e.downcast::<io::Error>() {
+        Ok(io) => SinkError::from_io(*io),
+        Err(other) => SinkError::Backend(other),
+    }
 }
 
 #[cfg(unix)]
