@@ -200,7 +200,10 @@ mod tests {
     async fn a_failed_batch_is_reported_and_finish_fails() {
         let mut offload = Offload::new(Vec::new(), fail_on_x, Handle::current());
         let mut failed = false;
-        for bytes in buffers(0, 100).into_iter().chain([Bytes::from_static(b"x")]) {
+        for bytes in buffers(0, 100)
+            .into_iter()
+            .chain([Bytes::from_static(b"x")])
+        {
             failed |= feed(&mut offload, bytes).await.is_err();
         }
         failed |= offload.finish().await.is_err();
