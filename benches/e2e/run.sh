@@ -39,6 +39,8 @@
 #   BENCH_DIR=$HOME/.cache/resumable-bench   (data directories; the same
 #                    filesystem as $HOME, here ext4 on a virtio disk)
 #   RUN_TIMEOUT=900  seconds one upload may take
+#   IDLE_LOAD=0.5 IDLE_WAIT=300  before the first run, wait up to IDLE_WAIT
+#                    seconds for the 1-minute load average to fall to IDLE_LOAD
 #
 # Results: benches/e2e/results/<time>.jsonl (one JSON line per run, not
 # committed), <time>.md and summary.md (the table), and
@@ -80,6 +82,8 @@ BASELINE_IO=${BASELINE_IO:-thread}
 BASELINE_FSYNC=${BASELINE_FSYNC:-1}
 BENCH_DIR=${BENCH_DIR:-$HOME/.cache/resumable-bench}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
+IDLE_LOAD=${IDLE_LOAD:-0.5}
+IDLE_WAIT=${IDLE_WAIT:-300}
 PEERS_DIR=${PEERS_DIR:-$HOME/.cache/resumable-peers}
 VENV=${VENV:-$HOME/.cache/resumable-bench-venv}
 RUSTUS_VERSION=0.5.10
@@ -256,6 +260,14 @@ copy_once() {
 }
 
 # ---- the machine -----------------------------------------------------------------
+# Other work on the two cores would skew every figure: wait (bounded by
+# IDLE_WAIT seconds) for the 1-minute load average to fall to IDLE_LOAD.
+waited=0
+until awk -v l="$(load1)" -v max="$IDLE_LOAD" 'BEGIN { exit !(l <= max) }' || [ "$waited" -ge "$IDLE_WAIT" ]; do
+  [ "$waited" = 0 ] && say "waiting up to ${IDLE_WAIT}s for the load average ($(load1)) to fall to $IDLE_LOAD"
+  sleep 5
+  waited=$((waited + 5))
+done
 machine=$here/results/$stamp.machine
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"

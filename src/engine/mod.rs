@@ -403,9 +403,9 @@ async fn backoff(attempt: u32) {
 }
 
 /// A body stored by [`Engine::store_body`]: where, how long, its SHA-256 if
-/// a declared checksum needed it,
-/// the error that cut it off if a cut-off body was kept, and the running
-/// whole-file hasher continued with its bytes if one was given.
+/// a declared checksum needed it, the error that cut it off if a cut-off body
+/// was kept, and the running whole-file hasher continued with its bytes if
+/// one was given.
 struct StoredBody {
     part: PartRef,
     len: u64,
