@@ -8,14 +8,16 @@
 //!
 //! - `engine_upload_chunk`: `Engine::upload_chunk` over `FsStore` +
 //!   `FsSink`: load and authorize the session, stream the body through the
-//!   meter (length check, SHA-256) into a new part file, fsync the file and
-//!   the parts directory, then record the chunk with a compare-and-swap of
-//!   the session record (load, lock, write, fsync, rename, fsync the
-//!   directory). Every iteration sends a chunk index not sent before, so no
-//!   upload is a replacement. Sessions of up to 32 chunks are initiated
+//!   meter (length check; the running whole-file SHA-256, as the chunks come
+//!   in order, hashed on the blocking pool) into the upload's file at the
+//!   chunk's offset, fdatasync it and fsync the claims directory, then record
+//!   the chunk and the hashed prefix with a compare-and-swap of the session
+//!   record (load, lock, write, fsync, rename, fsync the directory). Every
+//!   iteration sends the next chunk index, so no upload is a replacement. Sessions of up to 32 chunks are initiated
 //!   before, and aborted (purged) after, untimed.
 //! - `write_and_hash` (baseline): the same items written to a new file with
-//!   `tokio::fs` (the I/O path the sink uses), each item hashed with SHA-256
+//!   `tokio::fs` (the I/O path the sink used before it wrote from the
+//!   blocking pool itself), each item hashed with SHA-256
 //!   on the async task just before it is written, then flush and fsync of the
 //!   file. No directory fsync, no session record. The files are removed
 //!   untimed in batches of 32 (then the directory is fsynced), as the
