@@ -93,11 +93,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::file_writer::{Durability, write_body};
+use super::file_io::{Durability, stream_range, write_body};
 use super::{
     BlobDigest, BlobSink, ByteStream, FinishedBlob, PartSpec, SinkCapabilities, UploadHandle,
 };
@@ -650,16 +648,14 @@ impl BlobSink for FsSink {
             }
             Stored::Aside(path) => Source::whole(path, part.len),
         };
-        let mut file = tokio::fs::File::open(&source.path)
-            .await
-            .map_err(SinkError::from_io)?;
-        let have = file.metadata().await.map_err(SinkError::from_io)?.len();
-        source.check(have)?;
-        file.seek(io::SeekFrom::Start(source.start))
-            .await
-            .map_err(SinkError::from_io)?;
-        let bytes = file.take(source.len);
-        Ok(tokio_util::io::ReaderStream::with_capacity(bytes, 256 << 10).boxed())
+        let file = blocking(move || {
+            let file = File::open(&source.path).map_err(SinkError::from_io)?;
+            let have = file.metadata().map_err(SinkError::from_io)?.len();
+            source.check(have)?;
+            Ok((file, source))
+        });
+        let (file, source) = file.await?;
+        Ok(stream_range(file, source.start, source.len))
     }
 
     async fn concatenate(
@@ -690,10 +686,14 @@ impl BlobSink for FsSink {
     }
 
     async fn read(&self, upload: &UploadHandle) -> Result<ByteStream, SinkError> {
-        let file = tokio::fs::File::open(self.blob_path(upload)?)
-            .await
-            .map_err(SinkError::from_io)?;
-        Ok(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10).boxed())
+        let path = self.blob_path(upload)?;
+        let (file, len) = blocking(move || {
+            let file = File::open(path).map_err(SinkError::from_io)?;
+            let len = file.metadata().map_err(SinkError::from_io)?.len();
+            Ok((file, len))
+        })
+        .await?;
+        Ok(stream_range(file, 0, len))
     }
 
     async fn purge(&self, upload: &UploadHandle) -> Result<(), SinkError> {

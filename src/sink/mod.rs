@@ -18,7 +18,7 @@ use crate::error::SinkError;
 use crate::ledger::{PartReceipt, PartRef};
 use crate::session::SessionId;
 
-mod file_writer;
+mod file_io;
 mod fs;
 mod memory;
 #[cfg(feature = "s3")]
