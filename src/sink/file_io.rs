@@ -19,8 +19,12 @@ use super::ByteStream;
 use crate::error::{BoxError, SinkError};
 use crate::offload::Offload;
 
-/// The size of the buffers a range is read in.
-const READ_BUFFER: usize = 1 << 20;
+/// The size of the buffers a range is read in. Larger ones let the
+/// background catch-up keep closer to a parallel upload (1 GiB in 4 parallel
+/// chunk streams: 0.23 s left for `complete` with 1 MiB, 0.33 s with 256
+/// KiB), but glibc's malloc then keeps more memory in its arenas (a peak RSS
+/// of 52 MiB instead of 31 MiB at 1 GiB).
+const READ_BUFFER: usize = 256 << 10;
 
 /// What makes the written bytes durable once the body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
