@@ -22,6 +22,10 @@ use crate::sink::{BlobDigest, UploadHandle};
 /// (at least one part, however large).
 const CATCH_UP_ROUND: u64 = 64 << 20;
 
+/// How many times a catch-up round lost to [`Error::Contention`] is tried
+/// again before it is given up (its parts are then hashed again later).
+const CATCH_UP_PATIENCE: u32 = 8;
+
 /// The sessions this process is catching up on.
 #[derive(Debug, Default)]
 pub(super) struct CatchUps(Mutex<HashMap<SessionId, Running>>);
@@ -171,16 +175,40 @@ impl Engine {
             let next = self
                 .hash_parts(&loaded.session.upload, &from, &round)
                 .await?;
-            let (_, moved) = self
-                .update(id, Actor::Engine, |s, _| {
-                    let (s, moved) = machine::advance_hashed(s, &from, &round, next.clone());
-                    Ok((moved.then_some(s), moved))
-                })
-                .await?;
+            let moved = self.record_round(id, &from, &round, &next).await?;
             if !moved {
                 return Ok(());
             }
             tracing::trace!(session = %id, upto = next.upto(), "hashed prefix caught up");
+        }
+    }
+
+    /// Records a catch-up round: the prefix moves from `from` to `next` if
+    /// it is still `from` and the parts of `round` are still recorded as
+    /// they were. The round's bytes were read and hashed already, so a round
+    /// that keeps losing compare-and-swaps to the chunks being recorded
+    /// meanwhile is tried again (up to [`CATCH_UP_PATIENCE`] times
+    /// [`Engine::update`]'s own retries) rather than thrown away and read
+    /// again later.
+    async fn record_round(
+        &self,
+        id: SessionId,
+        from: &HashedPrefix,
+        round: &[PartReceipt],
+        next: &HashedPrefix,
+    ) -> Result<bool, Error> {
+        let mut tries = 0;
+        loop {
+            let recorded = self
+                .update(id, Actor::Engine, |s, _| {
+                    let (s, moved) = machine::advance_hashed(s, from, round, next.clone());
+                    Ok((moved.then_some(s), moved))
+                })
+                .await;
+            match recorded {
+                Err(Error::Contention { .. }) if tries < CATCH_UP_PATIENCE => tries += 1,
+                recorded => return recorded.map(|(_, moved)| moved),
+            }
         }
     }
 

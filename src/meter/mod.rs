@@ -463,73 +463,88 @@ mod tests {
         ));
     }
 
+    /// One body for [`check_cases`]: the body, its rule, whether cut-off
+    /// bodies are kept, the expected checksum, whether the stream must end in
+    /// an error, and what the outcome must be.
+    type Case = (
+        BoxStream<'static, Result<Bytes, BoxError>>,
+        LengthRule,
+        bool,
+        Expected,
+        bool,
+        fn(&MeterOutcome) -> bool,
+    );
+
+    async fn check_cases(cases: Vec<Case>) {
+        for (n, (inner, rule, keep, expected, refused, verdict)) in cases.into_iter().enumerate() {
+            let (m, r) = metered(inner, rule, keep, expected);
+            assert_eq!(drain(m).await.1, refused, "case {n}: refused");
+            let outcome = r.take().unwrap_or_else(|| panic!("case {n}: no outcome"));
+            assert!(verdict(&outcome), "case {n}: {outcome:?}");
+        }
+    }
+
     #[tokio::test]
     async fn long_short_and_wrong_checksum_bodies_end_in_an_error() {
-        let (m, r) = metered(
-            body(&[b"ab", b"cd"]),
-            LengthRule::Exact(3),
-            false,
-            Expected::Nothing,
-        );
-        assert!(drain(m).await.1);
-        assert!(matches!(r.take(), Some(MeterOutcome::TooLong)));
-
-        let (m, r) = metered(
-            body(&[b"ab"]),
-            LengthRule::Exact(3),
-            false,
-            Expected::Nothing,
-        );
-        assert!(drain(m).await.1);
-        assert!(matches!(r.take(), Some(MeterOutcome::TooShort(2))));
-
+        let exact = LengthRule::Exact(3);
         let wrong = Expected::Now(Sha256Digest::of(b"abd").into());
-        let (m, r) = metered(body(&[b"abc"]), LengthRule::Exact(3), false, wrong);
-        assert!(drain(m).await.1);
-        assert!(matches!(
-            r.take(),
-            Some(MeterOutcome::ChecksumMismatch { .. })
-        ));
-
-        let (m, r) = metered(
-            failing_after(b"a"),
-            LengthRule::Exact(3),
-            false,
-            Expected::Nothing,
-        );
-        assert!(drain(m).await.1);
-        assert!(matches!(r.take(), Some(MeterOutcome::Failed(_))));
+        check_cases(vec![
+            (
+                body(&[b"ab", b"cd"]),
+                exact,
+                false,
+                Expected::Nothing,
+                true,
+                |o| matches!(o, MeterOutcome::TooLong),
+            ),
+            (body(&[b"ab"]), exact, false, Expected::Nothing, true, |o| {
+                matches!(o, MeterOutcome::TooShort(2))
+            }),
+            (body(&[b"abc"]), exact, false, wrong, true, |o| {
+                matches!(o, MeterOutcome::ChecksumMismatch { .. })
+            }),
+            (
+                failing_after(b"a"),
+                exact,
+                false,
+                Expected::Nothing,
+                true,
+                |o| matches!(o, MeterOutcome::Failed(_)),
+            ),
+        ])
+        .await;
     }
 
     #[tokio::test]
     async fn appends_take_up_to_the_limit_and_keep_cut_off_bodies() {
-        let (m, r) = metered(
-            body(&[b"ab"]),
-            LengthRule::AtMost(Some(3)),
-            false,
-            Expected::Nothing,
-        );
-        assert!(!drain(m).await.1);
-        assert!(matches!(
-            r.take(),
-            Some(MeterOutcome::Complete { len: 2, .. })
-        ));
+        let (three, any) = (LengthRule::AtMost(Some(3)), LengthRule::AtMost(None));
+        // A cut-off body cannot match a checksum, so it is not kept.
+        let sum = Expected::Now(sha1_of(b"ab"));
+        check_cases(vec![
+            (
+                body(&[b"ab"]),
+                three,
+                false,
+                Expected::Nothing,
+                false,
+                |o| matches!(o, MeterOutcome::Complete { len: 2, .. }),
+            ),
+            (
+                body(&[b"abcd"]),
+                three,
+                false,
+                Expected::Nothing,
+                true,
+                |o| matches!(o, MeterOutcome::TooLong),
+            ),
+            (failing_after(b"ab"), any, true, sum, true, |o| {
+                matches!(o, MeterOutcome::Failed(_))
+            }),
+        ])
+        .await;
 
-        let (m, r) = metered(
-            body(&[b"abcd"]),
-            LengthRule::AtMost(Some(3)),
-            false,
-            Expected::Nothing,
-        );
-        assert!(drain(m).await.1);
-        assert!(matches!(r.take(), Some(MeterOutcome::TooLong)));
-
-        let (m, r) = metered(
-            failing_after(b"ab"),
-            LengthRule::AtMost(None),
-            true,
-            Expected::Nothing,
-        );
+        // A kept cut-off body passes its bytes on and ends cleanly.
+        let (m, r) = metered(failing_after(b"ab"), any, true, Expected::Nothing);
         let (data, failed) = drain(m).await;
         assert_eq!((data.as_slice(), failed), (&b"ab"[..], false));
         assert!(matches!(
@@ -540,62 +555,47 @@ mod tests {
                 ..
             })
         ));
-
-        // A cut-off body cannot match a checksum, so it is not kept.
-        let sum = Expected::Now(sha1_of(b"ab"));
-        let (m, r) = metered(failing_after(b"ab"), LengthRule::AtMost(None), true, sum);
-        assert!(drain(m).await.1);
-        assert!(matches!(r.take(), Some(MeterOutcome::Failed(_))));
     }
 
     #[tokio::test]
     async fn other_algorithms_and_late_checksums_are_verified() {
-        let (m, r) = metered(
-            body(&[b"abc"]),
-            LengthRule::AtMost(None),
-            false,
-            Expected::Now(sha1_of(b"abc")),
-        );
-        assert!(!drain(m).await.1);
-        assert!(matches!(r.take(), Some(MeterOutcome::Complete { .. })));
-
-        let late = LateChecksum::new();
-        let (m, r) = metered(
-            body(&[b"abc"]),
-            LengthRule::AtMost(None),
-            false,
-            Expected::Late(late.clone()),
-        );
-        late.set(sha1_of(b"abd"));
-        assert!(drain(m).await.1);
-        assert!(matches!(
-            r.take(),
-            Some(MeterOutcome::ChecksumMismatch { .. })
-        ));
-
-        let late = LateChecksum::new();
-        let (m, r) = metered(
-            body(&[b"abc"]),
-            LengthRule::AtMost(None),
-            false,
-            Expected::Late(late.clone()),
-        );
-        late.set(sha1_of(b"abc"));
-        assert!(!drain(m).await.1);
-        assert!(matches!(r.take(), Some(MeterOutcome::Complete { .. })));
-
-        // A late checksum that never comes vouches for nothing: neither a
-        // whole body nor a cut-off one is kept.
-        for (stream, keep_cut_off) in [(body(&[b"abc"]), false), (failing_after(b"ab"), true)] {
-            let (m, r) = metered(
-                stream,
-                LengthRule::AtMost(None),
-                keep_cut_off,
-                Expected::Late(LateChecksum::new()),
-            );
-            assert!(drain(m).await.1);
-            assert!(matches!(r.take(), Some(MeterOutcome::Failed(_))));
-        }
+        let any = LengthRule::AtMost(None);
+        // Late checksums are read when the body ends.
+        let (wrong, right) = (LateChecksum::new(), LateChecksum::new());
+        wrong.set(sha1_of(b"abd"));
+        right.set(sha1_of(b"abc"));
+        let sha1 = Expected::Now(sha1_of(b"abc"));
+        let never = || Expected::Late(LateChecksum::new());
+        check_cases(vec![
+            (body(&[b"abc"]), any, false, sha1, false, |o| {
+                matches!(o, MeterOutcome::Complete { .. })
+            }),
+            (
+                body(&[b"abc"]),
+                any,
+                false,
+                Expected::Late(wrong),
+                true,
+                |o| matches!(o, MeterOutcome::ChecksumMismatch { .. }),
+            ),
+            (
+                body(&[b"abc"]),
+                any,
+                false,
+                Expected::Late(right),
+                false,
+                |o| matches!(o, MeterOutcome::Complete { .. }),
+            ),
+            // A late checksum that never comes vouches for nothing: neither
+            // a whole body nor a cut-off one is kept.
+            (body(&[b"abc"]), any, false, never(), true, |o| {
+                matches!(o, MeterOutcome::Failed(_))
+            }),
+            (failing_after(b"ab"), any, true, never(), true, |o| {
+                matches!(o, MeterOutcome::Failed(_))
+            }),
+        ])
+        .await;
     }
 
     #[tokio::test]

@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
-use resumable::conformance::faults::{SinkOp, StoreOp};
+use resumable::conformance::faults::{SinkOp, StoreFault, StoreOp};
 use resumable::{Error, StateKind};
 
 use crate::rig::*;
 
 on_both_backends!(
     held_update_overtaken_by_another_chunk_loses_nothing,
+    a_catch_up_outlasting_a_conflict_storm_reads_nothing_twice,
     chunk_during_finalize_is_refused_and_changes_nothing,
     abort_overtaking_a_chunk_in_flight_resurrects_nothing,
     slow_backends_under_concurrent_chunks,
@@ -44,11 +45,51 @@ async fn held_update_overtaken_by_another_chunk_loses_nothing(backend: Backend) 
     // Chunk 2 was read back, and no part twice (the chunks sent after it
     // may have started before the prefix reached them, and then were read
     // back too).
-    let mut read: Vec<u64> = rig.sink.parts_read().iter().map(|p| p.offset).collect();
-    assert_eq!(read.first(), Some(&(2 * CHUNK)));
-    read.sort_unstable();
-    read.dedup();
-    assert_eq!(read.len(), rig.sink.parts_read().len(), "a part read twice");
+    assert_read_back_once(&rig, 2);
+}
+
+/// The chunks the sink was asked to read back start with `first`, and none
+/// was read twice.
+fn assert_read_back_once(rig: &Rig, first: u64) {
+    let reads: Vec<u64> = rig
+        .sink
+        .parts_read()
+        .iter()
+        .map(|p| p.offset / CHUNK)
+        .collect();
+    assert_eq!(reads.first(), Some(&first), "chunks read back: {reads:?}");
+    let mut once = reads.clone();
+    once.sort_unstable();
+    once.dedup();
+    assert_eq!(once.len(), reads.len(), "a chunk read twice: {reads:?}");
+}
+
+/// The background catch-up hashed a part, then its record meets more
+/// conflicts than the engine retries: it tries again rather than throwing
+/// its work away, so no part is read twice (before, the part was read again
+/// at complete).
+async fn a_catch_up_outlasting_a_conflict_storm_reads_nothing_twice(backend: Backend) {
+    let (rig, source, info) = Rig::with_upload(backend, 52).await;
+    // Chunk 2 arrives ahead of the hashed prefix; chunk 1 closes the gap and
+    // starts the catch-up, which stops at its read of chunk 2.
+    rig.send_each(&info, &source, [0, 2]).await;
+    let read_back = rig.sink.hold_next(SinkOp::ReadPart);
+    rig.send_ok(&info, &source, 1).await;
+    reached(&read_back).await;
+    let conflicts = u64::from(MAX_RETRIES) + 1;
+    rig.store
+        .fail_next(StoreOp::Update, StoreFault::Conflict, conflicts);
+    read_back.release();
+    // Bounded wait until the catch-up's record has met every conflict.
+    for _ in 0..1000 {
+        if rig.store.pending(StoreOp::Update) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rig.store.injected(StoreOp::Update), conflicts);
+    rig.resume_and_complete(&info, &source).await;
+    assert_read_back_once(&rig, 2);
 }
 
 /// A chunk sent again, with other bytes, while complete is assembling the
