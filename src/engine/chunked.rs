@@ -52,10 +52,11 @@ impl Engine {
     }
 
     /// Streams chunk `index` into the sink and records it. The body must have
-    /// exactly the chunk's length; it is hashed on the way through (also
-    /// into the whole file's digest when it starts where the hashed prefix
-    /// ends; chunks that arrived ahead of it are hashed from the sink in the
-    /// background). Any chunk may be sent in any order, concurrently with
+    /// exactly the chunk's length. It is hashed on the way through into the
+    /// whole file's digest when it starts where the hashed prefix ends
+    /// (chunks that arrived ahead of it are hashed from the sink in the
+    /// background), and on its own only when `options` declares its
+    /// SHA-256, which it must then match (the receipt repeats it). Any chunk may be sent in any order, concurrently with
     /// others, and again (the latest recorded upload of a chunk wins).
     pub async fn upload_chunk<S, E>(
         &self,

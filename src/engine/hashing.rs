@@ -213,7 +213,7 @@ impl Engine {
     }
 
     /// `from` continued with the bytes of `parts` (which follow it without
-    /// a gap), read back from the sink and hashed on a thread of their own
+    /// a gap), read back from the sink and hashed on the blocking pool
     /// (overlapped with the reading).
     async fn hash_parts(
         &self,

@@ -8,9 +8,9 @@
 //! from that prefix. A body with neither is not hashed at all: its part's
 //! receipt then has no SHA-256 of its own, and the whole file's digest is
 //! computed from the sink later. All the hashers read the same buffer, so
-//! the bytes are passed over once; a large body's buffers are hashed on a
-//! thread of their own ([`hashers`]), overlapped with the receiving and the
-//! writing.
+//! the bytes are passed over once; a large body's buffers are hashed on the
+//! blocking pool in batches ([`hashers`]), overlapped with the receiving and
+//! the writing.
 //!
 //! The sink sees an error item, and so stores nothing, whenever the body
 //! breaks its length rule, fails (unless the caller keeps cut-off bodies), or
