@@ -62,7 +62,7 @@ impl<S: Send + 'static> Offload<S> {
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         loop {
             let Some(busy) = &mut self.busy else {
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(self.usable());
             };
             if self.gathered_len < HOLD && !busy.is_finished() {
                 return Poll::Ready(Ok(()));
@@ -80,6 +80,7 @@ impl<S: Send + 'static> Offload<S> {
     /// batch is at work. Call only once [`poll_ready`](Self::poll_ready)
     /// said so.
     pub(crate) fn push(&mut self, bytes: Bytes) -> Result<(), BoxError> {
+        self.usable()?;
         self.gathered_len += bytes.len();
         self.gathered.push(bytes);
         if let Some(busy) = self.busy.as_mut().filter(|b| b.is_finished())
@@ -102,11 +103,21 @@ impl<S: Send + 'static> Offload<S> {
                 self.busy = None;
                 self.idle = Some(joined(state)?);
             }
+            self.usable()?;
             if self.gathered.is_empty() {
-                let state = self.idle.take().ok_or("the work was finished already")?;
+                let state = self.idle.take().ok_or_else(stopped)?;
                 return Poll::Ready(Ok(state));
             }
             self.hand_over();
+        }
+    }
+
+    /// An error once the state is gone: a batch failed (the error was
+    /// reported then), or the work was finished. Nothing more is worked on.
+    fn usable(&self) -> Result<(), BoxError> {
+        match self.idle.is_some() || self.busy.is_some() {
+            true => Ok(()),
+            false => Err(stopped()),
         }
     }
 
@@ -128,6 +139,10 @@ impl<S: Send + 'static> Offload<S> {
             Ok(state)
         }));
     }
+}
+
+fn stopped() -> BoxError {
+    "the work stopped: an earlier batch failed, or it was finished".into()
 }
 
 fn joined<S>(state: Result<Result<S, BoxError>, tokio::task::JoinError>) -> Result<S, BoxError> {
@@ -194,6 +209,28 @@ mod tests {
                 .into_iter()
                 .for_each(|r| r.expect("a body"));
         });
+    }
+
+    /// Once a batch failed, every later call fails at once: nothing hangs,
+    /// and nothing more is gathered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_batch_every_call_fails_without_waiting() {
+        let mut offload = Offload::new(Vec::new(), fail_on_x, Handle::current());
+        let mut first_error = None;
+        let input = [Bytes::from(vec![b'x'; BATCH])]
+            .into_iter()
+            .chain(buffers(0, 200));
+        for (n, bytes) in input.enumerate() {
+            if feed(&mut offload, bytes).await.is_err() {
+                first_error.get_or_insert(n);
+                assert!(offload.gathered_len <= HOLD + BATCH, "gathering went on");
+            }
+        }
+        assert!(first_error.is_some(), "the failed batch is reported");
+        let finished = tokio::time::timeout(std::time::Duration::from_secs(10), offload.finish())
+            .await
+            .expect("finish does not hang after a failure");
+        assert!(finished.is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

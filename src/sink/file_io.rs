@@ -164,3 +164,70 @@ fn write_all_at(file: &File, bytes: &[u8], at: u64) -> io::Result<()> {
     handle.seek(io::SeekFrom::Start(at))?;
     handle.write_all(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(n: usize) -> (Vec<u8>, ByteStream) {
+        let data: Vec<u8> = (0..n * 65_536).map(|i| (i % 253) as u8).collect();
+        let items: Vec<io::Result<Bytes>> = data
+            .chunks(65_536)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        (data, futures::stream::iter(items).boxed())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_is_written_at_its_offset_and_read_back() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("data");
+        let file = File::create_new(&path).expect("the file");
+        let (data, body) = frames(64);
+        let written = write_body(Arc::new(file), 1000, None, body, Durability::Data)
+            .await
+            .expect("written");
+        assert_eq!(written, data.len() as u64);
+        let file = File::open(&path).expect("reopened");
+        let back: Vec<Bytes> = stream_range(file, 1000, data.len() as u64)
+            .map(|b| b.expect("read"))
+            .collect()
+            .await;
+        assert!(back.concat() == data, "the bytes read back differ");
+        // A range past the end of the file ends in an error.
+        let file = File::open(&path).expect("reopened");
+        let past: Vec<io::Result<Bytes>> = stream_range(file, 1000, data.len() as u64 + 1)
+            .collect()
+            .await;
+        assert!(past.last().is_some_and(Result::is_err));
+    }
+
+    /// A write that fails (here: a handle opened for reading) ends the body
+    /// with the error at once; the caller never waits for the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("data");
+        File::create_new(&path).expect("the file");
+        let read_only = File::open(&path).expect("opened for reading");
+        let (_, body) = frames(64);
+        let written = write_body(Arc::new(read_only), 0, None, body, Durability::Data);
+        let written = tokio::time::timeout(std::time::Duration::from_secs(30), written)
+            .await
+            .expect("the write ends");
+        assert!(written.is_err(), "{written:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_longer_than_its_limit_is_refused_before_the_excess_lands() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("data");
+        let file = File::create_new(&path).expect("the file");
+        let (data, body) = frames(8);
+        let limit = data.len() as u64 - 1;
+        let written = write_body(Arc::new(file), 0, Some(limit), body, Durability::Data).await;
+        assert!(matches!(written, Err(SinkError::Body(_))), "{written:?}");
+        let len = std::fs::metadata(&path).expect("metadata").len();
+        assert!(len <= limit, "{len} bytes landed, the limit is {limit}");
+    }
+}
