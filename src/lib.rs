@@ -143,6 +143,8 @@ pub mod policy;
 pub mod session;
 pub mod sink;
 pub mod store;
+#[cfg(test)]
+mod test_frames;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::Sha256Digest;

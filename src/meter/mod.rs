@@ -393,14 +393,11 @@ mod tests {
 
     /// A large body in many buffers, as the engine meters a big chunk.
     fn large_body(buffers: usize) -> (Vec<u8>, BoxStream<'static, Result<Bytes, BoxError>>) {
-        let data: Vec<u8> = (0..buffers * 65_536)
-            .map(|i| (i * 31 % 251) as u8)
-            .collect();
-        let items: Vec<Result<Bytes, BoxError>> = data
-            .chunks(65_536)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
-        (data, futures::stream::iter(items).boxed())
+        let (data, buffers) = crate::test_frames::frames(buffers);
+        (
+            data,
+            futures::stream::iter(buffers.into_iter().map(Ok)).boxed(),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -169,20 +169,25 @@ fn write_all_at(file: &File, bytes: &[u8], at: u64) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A new empty file in a temporary directory (removed with the guard).
+    fn new_file() -> (tempfile::TempDir, std::path::PathBuf, File) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("data");
+        let file = File::create_new(&path).expect("the file");
+        (dir, path, file)
+    }
+
     fn frames(n: usize) -> (Vec<u8>, ByteStream) {
-        let data: Vec<u8> = (0..n * 65_536).map(|i| (i % 253) as u8).collect();
-        let items: Vec<io::Result<Bytes>> = data
-            .chunks(65_536)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
-        (data, futures::stream::iter(items).boxed())
+        let (data, buffers) = crate::test_frames::frames(n);
+        (
+            data,
+            futures::stream::iter(buffers.into_iter().map(Ok)).boxed(),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_body_is_written_at_its_offset_and_read_back() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("data");
-        let file = File::create_new(&path).expect("the file");
+        let (_dir, path, file) = new_file();
         let (data, body) = frames(64);
         let written = write_body(Arc::new(file), 1000, None, body, Durability::Data)
             .await
@@ -206,9 +211,7 @@ mod tests {
     /// with the error at once; the caller never waits for the rest.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_write_is_an_error_not_a_hang() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("data");
-        File::create_new(&path).expect("the file");
+        let (_dir, path, _) = new_file();
         let read_only = File::open(&path).expect("opened for reading");
         let (_, body) = frames(64);
         let written = write_body(Arc::new(read_only), 0, None, body, Durability::Data);
@@ -220,9 +223,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_body_longer_than_its_limit_is_refused_before_the_excess_lands() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("data");
-        let file = File::create_new(&path).expect("the file");
+        let (_dir, path, file) = new_file();
         let (data, body) = frames(8);
         let limit = data.len() as u64 - 1;
         let written = write_body(Arc::new(file), 0, Some(limit), body, Durability::Data).await;
