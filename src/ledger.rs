@@ -2,10 +2,10 @@
 //!
 //! The ledger models *bytes*, not chunks: each recorded part covers a byte
 //! range and carries the sink's reference to the stored bytes, and their
-//! SHA-256 when the client declared one. The session REST dialect addresses chunk `i` as the range
-//! `[i * chunk_size, ...)`; appending dialects add parts at the current
-//! offset. Parts never overlap, except that a part may be replaced by a part
-//! with exactly the same range (a retried chunk).
+//! SHA-256 when the client declared one. The session REST dialect addresses
+//! chunk `i` as the range `[i * chunk_size, ...)`; appending dialects add
+//! parts at the current offset. Parts never overlap, except that a part may
+//! be replaced by a part with exactly the same range (a retried chunk).
 //!
 //! # The running whole-file digest
 //! The ledger also keeps a [`HashedPrefix`]: the state of a SHA-256 over the

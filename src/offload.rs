@@ -15,7 +15,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use futures::FutureExt as _;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
@@ -61,15 +60,13 @@ impl<S: Send + 'static> Offload<S> {
     /// [`HOLD`] bytes wait. An error if a batch failed.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         loop {
-            let Some(busy) = &mut self.busy else {
-                return Poll::Ready(self.usable());
-            };
-            if self.gathered_len < HOLD && !busy.is_finished() {
-                return Poll::Ready(Ok(()));
+            match &self.busy {
+                None => return Poll::Ready(self.usable()),
+                Some(busy) if self.gathered_len < HOLD && !busy.is_finished() => {
+                    return Poll::Ready(Ok(()));
+                }
+                Some(_) => ready!(self.poll_busy(cx))?,
             }
-            let state = ready!(Pin::new(busy).poll(cx));
-            self.busy = None;
-            self.idle = Some(joined(state)?);
             if self.gathered_len >= BATCH {
                 self.hand_over();
             }
@@ -78,17 +75,11 @@ impl<S: Send + 'static> Offload<S> {
 
     /// Adds a buffer, handing the batch over if it is large enough and no
     /// batch is at work. Call only once [`poll_ready`](Self::poll_ready)
-    /// said so.
+    /// said so (it also takes the state back from a finished batch).
     pub(crate) fn push(&mut self, bytes: Bytes) -> Result<(), BoxError> {
         self.usable()?;
         self.gathered_len += bytes.len();
         self.gathered.push(bytes);
-        if let Some(busy) = self.busy.as_mut().filter(|b| b.is_finished())
-            && let Some(state) = busy.now_or_never()
-        {
-            self.busy = None;
-            self.idle = Some(joined(state)?);
-        }
         if self.busy.is_none() && self.gathered_len >= BATCH {
             self.hand_over();
         }
@@ -98,11 +89,7 @@ impl<S: Send + 'static> Offload<S> {
     /// Ready with the state once every buffer pushed was worked on.
     pub(crate) fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<S, BoxError>> {
         loop {
-            if let Some(busy) = &mut self.busy {
-                let state = ready!(Pin::new(busy).poll(cx));
-                self.busy = None;
-                self.idle = Some(joined(state)?);
-            }
+            ready!(self.poll_busy(cx))?;
             self.usable()?;
             if self.gathered.is_empty() {
                 let state = self.idle.take().ok_or_else(stopped)?;
@@ -110,6 +97,17 @@ impl<S: Send + 'static> Offload<S> {
             }
             self.hand_over();
         }
+    }
+
+    /// Waits for the batch at work, if any, and takes the state back (or
+    /// its error).
+    fn poll_busy(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if let Some(busy) = &mut self.busy {
+            let state = ready!(Pin::new(busy).poll(cx));
+            self.busy = None;
+            self.idle = Some(joined(state)?);
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// An error once the state is gone: a batch failed (the error was

@@ -56,8 +56,9 @@ impl Engine {
     /// whole file's digest when it starts where the hashed prefix ends
     /// (chunks that arrived ahead of it are hashed from the sink in the
     /// background), and on its own only when `options` declares its
-    /// SHA-256, which it must then match (the receipt repeats it). Any chunk may be sent in any order, concurrently with
-    /// others, and again (the latest recorded upload of a chunk wins).
+    /// SHA-256, which it must then match (the receipt repeats it). Any chunk
+    /// may be sent in any order, concurrently with others, and again (the
+    /// latest recorded upload of a chunk wins).
     pub async fn upload_chunk<S, E>(
         &self,
         caller: &Owner,

@@ -223,29 +223,19 @@ impl Metered {
             return self.fail(MeterOutcome::Failed(missing.into()), missing);
         }
         if let Some(expected) = expected {
-            let actual = hashed
-                .sums
-                .iter()
+            // The algorithms hashed are those `expected` may use.
+            let actual = (hashed.sums.iter())
                 .find(|s| s.algorithm == expected.algorithm)
-                .cloned();
-            match actual {
-                Some(actual) if actual == expected => {}
-                Some(actual) => {
-                    return self.fail(
-                        MeterOutcome::ChecksumMismatch { expected, actual },
-                        "checksum mismatch",
-                    );
-                }
-                None => {
-                    let actual = Checksum {
-                        algorithm: expected.algorithm,
-                        value: Vec::new(),
-                    };
-                    return self.fail(
-                        MeterOutcome::ChecksumMismatch { expected, actual },
-                        "checksum not computed",
-                    );
-                }
+                .cloned()
+                .unwrap_or(Checksum {
+                    algorithm: expected.algorithm,
+                    value: Vec::new(),
+                });
+            if actual != expected {
+                return self.fail(
+                    MeterOutcome::ChecksumMismatch { expected, actual },
+                    "checksum mismatch",
+                );
             }
         }
         self.phase = Phase::Over;

@@ -66,10 +66,7 @@ pub(super) async fn write_body(
     durability: Durability,
 ) -> Result<u64, SinkError> {
     let runtime = tokio::runtime::Handle::current();
-    let cursor = Cursor {
-        file: file.clone(),
-        at: offset,
-    };
+    let cursor = Cursor { file, at: offset };
     let mut writer = Offload::new(cursor, Cursor::write_batch, runtime);
     let fed: Result<u64, SinkError> = async {
         let mut len = 0u64;
@@ -94,7 +91,7 @@ pub(super) async fn write_body(
     // what was gathered is written anyway: the caller gives the range up.
     let written = writer.finish().await.map_err(written_error);
     let len = fed?;
-    written?;
+    let Cursor { file, .. } = written?;
     tokio::task::spawn_blocking(move || match durability {
         Durability::Data => file.sync_data(),
         Durability::All => file.sync_all(),

@@ -724,7 +724,8 @@ async fn write_aside(dir: &Path, path: &Path, body: ByteStream) -> Result<(), Si
         Err(e) => return Err(SinkError::from_io(e)),
     };
     let written: Result<(), SinkError> = async {
-        write_body(file.clone(), 0, None, body, Durability::All).await?;
+        // The file is closed once this returns.
+        write_body(file, 0, None, body, Durability::All).await?;
         let parts = path.parent().map(Path::to_path_buf).unwrap_or_default();
         blocking(move || sync_dir(&parts).map_err(SinkError::from_io)).await?;
         match tokio::fs::try_exists(dir.join("blob")).await {
@@ -734,7 +735,6 @@ async fn write_aside(dir: &Path, path: &Path, body: ByteStream) -> Result<(), Si
         }
     }
     .await;
-    drop(file);
     match written {
         Ok(()) => Ok(()),
         Err(e) => {

@@ -111,19 +111,8 @@ fn gated_body(
     }))
 }
 
-/// Uploads chunk `index` with `body` from a task of its own.
+/// Uploads chunk `index` with `body` and `options` from a task of its own.
 fn spawn_chunk(
-    h: &Harness,
-    me: &resumable::Owner,
-    id: resumable::SessionId,
-    index: u64,
-    body: impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-) -> tokio::task::JoinHandle<Result<ChunkReceipt, Error>> {
-    spawn_chunk_with(h, me, id, index, body, ChunkOptions::default())
-}
-
-/// [`spawn_chunk`] with these options.
-fn spawn_chunk_with(
     h: &Harness,
     me: &resumable::Owner,
     id: resumable::SessionId,
@@ -174,7 +163,7 @@ async fn the_same_chunk_uploaded_twice_at_once(backend: Backend) {
             let gate = Gate::new(2);
             let (pause_a, pause_b) = pauses(round);
             // Each declares its digest, so each receipt names its own bytes.
-            let task_a = spawn_chunk_with(
+            let task_a = spawn_chunk(
                 &h,
                 &me,
                 info.id,
@@ -182,7 +171,7 @@ async fn the_same_chunk_uploaded_twice_at_once(backend: Backend) {
                 gated_body(a.clone(), gate.clone(), pause_a),
                 with_sha(sha256(&a)),
             );
-            let task_b = spawn_chunk_with(
+            let task_b = spawn_chunk(
                 &h,
                 &me,
                 info.id,
@@ -241,6 +230,7 @@ async fn complete_racing_a_retried_chunk(backend: Backend) {
             info.id,
             K,
             gated_body(retry.clone(), gate.clone(), pause_chunk),
+            ChunkOptions::default(),
         );
         let complete_task = {
             let (engine, me) = (h.engine.clone(), me.clone());
@@ -301,6 +291,7 @@ async fn complete_racing_the_last_missing_chunk(backend: Backend) {
             info.id,
             K,
             gated_body(bytes, gate.clone(), pause_chunk),
+            ChunkOptions::default(),
         );
         let complete_task = {
             let (engine, me) = (h.engine.clone(), me.clone());
@@ -358,6 +349,7 @@ async fn abort_racing_a_chunk(backend: Backend) {
             info.id,
             K,
             gated_body(bytes, gate.clone(), pause_chunk),
+            ChunkOptions::default(),
         );
         let abort_task = {
             let (engine, me) = (h.engine.clone(), me.clone());
@@ -432,6 +424,7 @@ async fn sweep_racing_a_chunk_at_the_expiry_instant(backend: Backend) {
                 info.id,
                 K,
                 gated_body(bytes, gate.clone(), pause_chunk),
+                ChunkOptions::default(),
             );
             let sweep_task = {
                 let (engine, clock) = (h.engine.clone(), h.clock.clone());
